@@ -1,0 +1,89 @@
+// The layer interface: bookkeeping only (shapes, parameter views, saved state). The arithmetic
+// lives in src/kernels. A Network calls, in order: setup -> declare -> bind -> reserve, then
+// forward in layer order and backward in reverse.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bnlab/tensor.h"
+
+namespace bnlab {
+
+enum class Mode { Train, Eval };
+
+// What a layer owns in the network's flat buffers, under PyTorch's state_dict names.
+enum class Role {
+  Parameter,  // trained: a slice of the parameter buffer, with a gradient of the same layout
+  Buffer,     // saved but not trained (running statistics), float
+  Counter,    // saved int64 (num_batches_tracked)
+};
+
+enum class Init {
+  None,        // filled by the layer itself (buffers)
+  FanInUniform,  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's kaiming_uniform_(a=sqrt(5))
+                 // for weights and its bias rule, which give the same bound
+  Ones,
+  Zeros,
+};
+
+struct TensorDecl {
+  std::string name;  // "weight", "running_mean", ...
+  Shape shape;
+  Role role = Role::Parameter;
+  Init init = Init::None;
+  int64_t fan_in = 0;  // for Init::FanInUniform
+};
+
+// Where a declared tensor lives once the network has allocated it.
+struct TensorSlot {
+  float* data = nullptr;     // Parameter and Buffer
+  float* grad = nullptr;     // Parameter only
+  int64_t* counter = nullptr;  // Counter only
+};
+
+// Per-call facts a layer may need: train or eval, and the random key of this step.
+struct RunContext {
+  Mode mode = Mode::Train;
+  uint64_t random_key = 0;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  virtual std::string_view type() const = 0;  // PyTorch's class name: "Conv2d", "BatchNorm2d"
+
+  // Checks the per-sample input shape and returns the per-sample output shape.
+  // Throws Error naming the field on an impossible shape.
+  virtual Shape setup(const Shape& input) = 0;
+
+  virtual std::vector<TensorDecl> declare() const { return {}; }
+  virtual void bind(std::span<const TensorSlot> /*slots, in declare() order*/) {}
+  // Resets non-parameter state (running statistics, counters) to its initial value.
+  virtual void reset_state() {}
+
+  // Scratch for batches of up to max_batch samples on `threads` threads; the only allocation.
+  virtual void reserve(int64_t /*max_batch*/, int /*threads*/) {}
+
+  // A view layer's output is its input (Flatten): the network aliases the buffers.
+  virtual bool is_view() const { return false; }
+
+  // y (n, out...) from x (n, in...).
+  virtual void forward(float* y, const float* x, int64_t n, const RunContext& ctx) = 0;
+
+  // dx (n, in...) from dy (n, out...), given the x and y of the last forward; dx may be null
+  // (first layer). Parameter gradients accumulate into their slots.
+  virtual void backward(float* dx, const float* dy, const float* x, const float* y, int64_t n) = 0;
+
+  // Multiply-adds per sample, for summaries and benchmarks.
+  virtual int64_t macs_per_sample() const { return 0; }
+
+  // One line of settings for summaries: "32, kernel_size=3, stride=1".
+  virtual std::string describe() const { return {}; }
+};
+
+}  // namespace bnlab

@@ -1,0 +1,57 @@
+// The layers bnlab offers, each built from an options struct with PyTorch's argument names:
+//   make_conv2d({.out_channels = 32, .kernel_size = 3})
+// Input sizes (in_channels, in_features, num_features) are inferred from the previous layer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "bnlab/layer.h"
+
+namespace bnlab {
+
+struct Conv2dOptions {
+  int64_t out_channels = 0;
+  int64_t kernel_size = 0;
+  int64_t stride = 1;
+  int64_t padding = 0;
+  bool bias = true;
+};
+
+struct LinearOptions {
+  int64_t out_features = 0;
+  bool bias = true;
+};
+
+// Dimensionality a BatchNorm layer accepts: BatchNorm1d takes (C) or (C, L) per sample,
+// BatchNorm2d (C, H, W).
+enum class BatchNormKind { OneD, TwoD };
+
+struct BatchNormOptions {
+  double eps = 1e-5;
+  std::optional<double> momentum = 0.1;  // nullopt: cumulative moving average
+  bool affine = true;
+  bool track_running_stats = true;
+};
+
+struct MaxPool2dOptions {
+  int64_t kernel_size = 2;
+  int64_t stride = 0;  // 0: same as kernel_size, as PyTorch
+  int64_t padding = 0;
+};
+
+struct DropoutOptions {
+  double p = 0.5;
+};
+
+std::unique_ptr<Layer> make_conv2d(const Conv2dOptions& options);
+std::unique_ptr<Layer> make_linear(const LinearOptions& options);
+std::unique_ptr<Layer> make_batchnorm(BatchNormKind kind, const BatchNormOptions& options);
+std::unique_ptr<Layer> make_relu();
+std::unique_ptr<Layer> make_maxpool2d(const MaxPool2dOptions& options);
+std::unique_ptr<Layer> make_dropout(const DropoutOptions& options);
+std::unique_ptr<Layer> make_flatten();
+std::unique_ptr<Layer> make_log_softmax();
+
+}  // namespace bnlab

@@ -1,0 +1,98 @@
+// A feed-forward network: layers run in order on forward and in reverse on backward (a plain
+// loop, no autodiff graph). It owns one flat buffer for all parameters, one for their gradients
+// (same layout), one for running statistics, and the activations, reserved once for the largest
+// batch; forward and backward allocate nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bnlab/layer.h"
+#include "bnlab/tensor.h"
+
+namespace bnlab {
+
+struct NamedLayer {
+  std::string name;  // state_dict prefix: "conv1", or the index "3" as in nn.Sequential
+  std::unique_ptr<Layer> layer;
+};
+
+class Network {
+ public:
+  // Sets every layer up for `input_shape` (per sample) and allocates parameters and state.
+  // Parameters are left zero: call initialize().
+  Network(std::vector<NamedLayer> layers, const Shape& input_shape);
+
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
+  Network(Network&&) noexcept;
+  Network& operator=(Network&&) noexcept;
+  ~Network();
+
+  // PyTorch's default initialization, drawn from `seed`; running statistics reset.
+  void initialize(uint64_t seed);
+
+  // Activations and scratch for batches of up to max_batch samples on the current OpenMP
+  // thread count. Idempotent for smaller batches.
+  void reserve(int64_t max_batch);
+  int64_t capacity() const { return capacity_; }
+  // Two ping-pong buffers for eval-mode batches larger than capacity(): inference keeps no
+  // activations, so a batch of 1,000 costs two layer outputs, not all of them.
+  void reserve_inference(int64_t max_batch);
+
+  // x (n, input...) -> returned pointer to (n, output...), valid until the next forward.
+  // Up to capacity() samples keep every activation (backward and activation() work); larger
+  // eval-mode batches run through the inference buffers.
+  const float* forward(const float* x, int64_t n, const RunContext& ctx);
+  // dout (n, output...) for the last forward; parameter gradients accumulate.
+  void backward(const float* dout, int64_t n);
+  void zero_grad();
+
+  std::span<float> parameters() { return params_; }
+  std::span<float> gradients() { return grads_; }
+  std::span<const float> parameters() const { return params_; }
+
+  // Every saved tensor under PyTorch's state_dict name, in PyTorch's order.
+  std::vector<TensorView> state_dict();
+  // Trainable parameters only, with their gradients' views in a second list of the same order.
+  std::vector<TensorView> named_parameters();
+  std::vector<TensorView> named_gradients();
+
+  size_t layer_count() const { return layers_.size(); }
+  const Layer& layer(size_t i) const { return *layers_[i].layer; }
+  const std::string& layer_name(size_t i) const { return layers_[i].name; }
+  const Shape& input_shape() const { return shapes_.front(); }
+  const Shape& output_shape() const { return shapes_.back(); }
+  const Shape& output_shape(size_t i) const { return shapes_[i + 1]; }
+  // Output of layer i from the last forward (n, output_shape(i)...).
+  const float* activation(size_t i) const { return outputs_[i]; }
+  int64_t parameter_count(size_t i) const;
+
+ private:
+  struct Slot {
+    std::string name;
+    TensorDecl decl;
+    int64_t offset = 0;  // into the buffer of its role
+  };
+
+  std::vector<NamedLayer> layers_;
+  std::vector<Shape> shapes_;  // shapes_[0] input, shapes_[i+1] output of layer i (per sample)
+  std::vector<std::vector<Slot>> slots_;
+  std::vector<float> params_, grads_, buffers_;
+  std::vector<int64_t> counters_;
+  int64_t capacity_ = 0;
+  std::vector<std::vector<float>> activation_storage_;
+  std::vector<float*> outputs_;
+  const float* input_ = nullptr;
+  std::vector<float> grad_a_, grad_b_;  // ping-pong activation gradients
+  int64_t inference_capacity_ = 0;
+  std::vector<float> infer_a_, infer_b_;  // ping-pong eval activations
+  int threads_ = 0;
+  int64_t layer_capacity_ = 0;  // the batch the layers' scratch was reserved for
+  void reserve_layers(int64_t max_batch);
+};
+
+}  // namespace bnlab

@@ -1,0 +1,53 @@
+// The network description format: one layer per line, `#` starts a comment.
+//
+//     # the tutorial's network
+//     conv1:    Conv2d out_channels=32 kernel_size=3 stride=1
+//     conv1_bn: BatchNorm2d
+//               ReLU
+//
+// A line is `[name:] Type key=value...`. The name becomes the state_dict prefix ("conv1.weight");
+// an unnamed layer is named by its index, as in nn.Sequential. Sizes of inputs are inferred.
+// Unknown types or keys, bad values and impossible shapes are errors "<file>:<line>:<col>: ...".
+// docs/guide.md lists every layer and key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bnlab/network.h"
+
+namespace bnlab {
+
+struct SpecSetting {
+  std::string key, value;
+  int column = 0;
+};
+
+struct SpecLine {
+  std::string name;  // empty when not given
+  std::string type;
+  std::vector<SpecSetting> settings;
+  int line = 0, column = 0;
+};
+
+struct NetworkSpec {
+  std::string source;  // file name or "preset:<name>", for messages
+  std::vector<SpecLine> layers;
+};
+
+NetworkSpec parse_spec(std::string_view text, const std::string& source);
+
+// Builds the layers, checks every key and shape; `input_shape` is per sample, e.g. {1, 28, 28}.
+Network build_network(const NetworkSpec& spec, const Shape& input_shape);
+
+// Names of the built-in networks: "seed", "seed-nobn", "seed-bn-after-relu".
+std::vector<std::string> preset_names();
+// The spec text of a preset, or an empty string for an unknown name.
+std::string preset_text(std::string_view name);
+
+// `model` is a preset name or the path of a spec file.
+NetworkSpec load_spec(const std::string& model);
+
+}  // namespace bnlab

@@ -1,0 +1,66 @@
+// The training loop of the PyTorch MNIST example: shuffle each epoch from the seed, one optimizer
+// step per mini-batch (the last one may be smaller), StepLR after each epoch, test after each epoch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "bnlab/data.h"
+#include "bnlab/network.h"
+#include "bnlab/optim.h"
+
+namespace bnlab {
+
+struct TrainOptions {
+  int64_t epochs = 1;
+  int64_t batch_size = 64;
+  int64_t test_batch_size = 1000;
+  OptimizerOptions optimizer;
+  double gamma = 0.7;   // StepLR factor per epoch
+  uint64_t seed = 1;
+  int64_t log_interval = 10;  // batches between progress reports
+  int64_t max_steps = 0;      // stop after this many steps in all (0: no limit)
+};
+
+struct StepReport {
+  int64_t step = 0, epoch = 0;    // step counts from 1; epoch from 1
+  int64_t seen = 0, epoch_size = 0;  // samples of this epoch done, of how many
+  double train_loss = 0;          // mean over the batches since the last report
+  double lr = 0, seconds = 0;
+};
+
+struct EvalResult {
+  double loss = 0;      // mean NLL over the set
+  int64_t correct = 0, count = 0;
+  double accuracy() const { return count ? 100.0 * static_cast<double>(correct) / static_cast<double>(count) : 0; }
+};
+
+struct EpochReport {
+  int64_t step = 0, epoch = 0;
+  double train_loss = 0;  // mean over the epoch's batches
+  EvalResult test;
+  double lr = 0, seconds = 0;
+};
+
+// Receives progress; the command prints it and writes the metrics file.
+class TrainObserver {
+ public:
+  virtual ~TrainObserver() = default;
+  virtual void on_step(const StepReport&) {}
+  virtual void on_epoch(const EpochReport&) {}
+};
+
+struct TrainResult {
+  int64_t steps = 0, epochs = 0;
+  EvalResult test;
+  double seconds = 0;
+};
+
+// Initializes nothing: `net` arrives initialized (or loaded) and leaves trained.
+TrainResult train(Network& net, const DataSource& data, const TrainOptions& options,
+                  TrainObserver& observer);
+
+// Eval-mode pass over a whole set in batches of `batch_size`.
+EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size);
+
+}  // namespace bnlab

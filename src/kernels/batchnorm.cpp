@@ -1,0 +1,157 @@
+// Batch-normalization kernels; see batchnorm.h for the math and its source. Each channel is
+// reduced by one thread (static schedule), so results do not depend on timing.
+#include "kernels/batchnorm.h"
+
+#include <cmath>
+
+namespace bnlab::kernels {
+
+template <typename T>
+void bn_stats(T* mean, T* var_sum, const T* x, int64_t N, int64_t C, int64_t S) {
+  const int64_t count = N * S;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double sum = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = x + (n * C + c) * S;
+      for (int64_t s = 0; s < S; ++s) sum += row[s];
+    }
+    const T m = static_cast<T>(sum / static_cast<double>(count));
+    double squares = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = x + (n * C + c) * S;
+      for (int64_t s = 0; s < S; ++s) {
+        const T d = row[s] - m;  // in T, as PyTorch: the deviation from the rounded mean
+        squares += d * d;
+      }
+    }
+    mean[c] = m;
+    var_sum[c] = static_cast<T>(squares);
+  }
+}
+
+template <typename T>
+void bn_invstd_from_var_sum(T* invstd, const T* var_sum, int64_t count, double eps, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    const T biased_var = var_sum[c] / static_cast<T>(count);
+    invstd[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(biased_var) + eps));
+  }
+}
+
+template <typename T>
+void bn_invstd_from_var(T* invstd, const T* var, double eps, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) invstd[c] = T(1) / std::sqrt(var[c] + static_cast<T>(eps));
+}
+
+template <typename T>
+void bn_update_running(T* running_mean, T* running_var, const T* mean, const T* var_sum,
+                       int64_t count, double momentum, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    if (running_mean) {
+      running_mean[c] = static_cast<T>(momentum * mean[c] + (1 - momentum) * running_mean[c]);
+    }
+    if (running_var) {
+      const double unbiased = var_sum[c] / static_cast<T>(count - 1);
+      running_var[c] = static_cast<T>(momentum * unbiased + (1 - momentum) * running_var[c]);
+    }
+  }
+}
+
+template <typename T>
+void bn_normalize(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
+                  const T* bias, int64_t N, int64_t C, int64_t S) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const T alpha = invstd[c] * (weight ? weight[c] : T(1));
+      const T beta = (bias ? bias[c] : T(0)) - mean[c] * alpha;
+      const T* in = x + (n * C + c) * S;
+      T* out = y + (n * C + c) * S;
+      for (int64_t s = 0; s < S; ++s) out[s] = in[s] * alpha + beta;
+    }
+  }
+}
+
+template <typename T>
+void bn_backward_reduce(double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x,
+                        const T* mean, int64_t N, int64_t C, int64_t S) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double sum = 0, dot = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* g = dy + (n * C + c) * S;
+      const T* in = x + (n * C + c) * S;
+      T row_sum = 0, row_dot = 0;  // PyTorch reduces each row in T, then accumulates in double
+      for (int64_t s = 0; s < S; ++s) {
+        row_sum += g[s];
+        row_dot += (in[s] - mean[c]) * g[s];
+      }
+      sum += row_sum;
+      dot += row_dot;
+    }
+    sum_dy[c] = sum;
+    sum_dy_xmu[c] = dot;
+  }
+}
+
+template <typename T>
+void bn_backward_input_train(T* dx, const T* dy, const T* x, const T* mean, const T* invstd,
+                             const T* weight, const double* sum_dy, const double* sum_dy_xmu,
+                             int64_t count, int64_t N, int64_t C, int64_t S) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const T k = static_cast<T>(sum_dy_xmu[c]) * invstd[c] * invstd[c] / static_cast<T>(count);
+      const T grad_mean = static_cast<T>(sum_dy[c]) / static_cast<T>(count);
+      const T scale = invstd[c] * (weight ? weight[c] : T(1));
+      const T* g = dy + (n * C + c) * S;
+      const T* in = x + (n * C + c) * S;
+      T* out = dx + (n * C + c) * S;
+      for (int64_t s = 0; s < S; ++s) out[s] = (g[s] - grad_mean - (in[s] - mean[c]) * k) * scale;
+    }
+  }
+}
+
+template <typename T>
+void bn_backward_input_eval(T* dx, const T* dy, const T* invstd, const T* weight, int64_t N,
+                            int64_t C, int64_t S) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const T scale = invstd[c] * (weight ? weight[c] : T(1));
+      const T* g = dy + (n * C + c) * S;
+      T* out = dx + (n * C + c) * S;
+      for (int64_t s = 0; s < S; ++s) out[s] = g[s] * scale;
+    }
+  }
+}
+
+template <typename T>
+void bn_backward_params(T* dweight, T* dbias, const double* sum_dy, const double* sum_dy_xmu,
+                        const T* invstd, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) {
+    if (dweight) dweight[c] += static_cast<T>(sum_dy_xmu[c] * invstd[c]);
+    if (dbias) dbias[c] += static_cast<T>(sum_dy[c]);
+  }
+}
+
+#define BNLAB_INSTANTIATE(T)                                                                   \
+  template void bn_stats<T>(T*, T*, const T*, int64_t, int64_t, int64_t);                      \
+  template void bn_invstd_from_var_sum<T>(T*, const T*, int64_t, double, int64_t);             \
+  template void bn_invstd_from_var<T>(T*, const T*, double, int64_t);                          \
+  template void bn_update_running<T>(T*, T*, const T*, const T*, int64_t, double, int64_t);    \
+  template void bn_normalize<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
+                                int64_t, int64_t);                                             \
+  template void bn_backward_reduce<T>(double*, double*, const T*, const T*, const T*, int64_t, \
+                                      int64_t, int64_t);                                       \
+  template void bn_backward_input_train<T>(T*, const T*, const T*, const T*, const T*,         \
+                                           const T*, const double*, const double*, int64_t,    \
+                                           int64_t, int64_t, int64_t);                         \
+  template void bn_backward_input_eval<T>(T*, const T*, const T*, const T*, int64_t, int64_t,  \
+                                          int64_t);                                            \
+  template void bn_backward_params<T>(T*, T*, const double*, const double*, const T*, int64_t);
+BNLAB_INSTANTIATE(float)
+BNLAB_INSTANTIATE(double)
+#undef BNLAB_INSTANTIATE
+
+}  // namespace bnlab::kernels

@@ -1,0 +1,62 @@
+// Batch-normalization kernels over (N, C, S) tensors, the layout BatchNorm1d and BatchNorm2d share:
+// N batch, C channels, S positions per channel (H*W for images, L for sequences, 1 for (N, C)).
+//
+// Split where a synchronized BN must cut them, so local and distributed BN share one path:
+//   forward:  bn_stats -> (merge across processes) -> bn_invstd -> bn_normalize
+//   backward: bn_backward_reduce -> (sum across processes) -> bn_backward_input, bn_backward_params
+//
+// Numerics follow PyTorch's CPU kernel (aten/src/ATen/native/cpu/batch_norm_kernel.cpp, 1.13):
+// the mean is summed in double and rounded to float, the squared deviations from that float mean
+// are summed in double; y = x * alpha + beta with alpha = weight * invstd, beta = bias - mean * alpha.
+#pragma once
+
+#include <cstdint>
+
+namespace bnlab::kernels {
+
+// mean[c] = sum(x[:, c, :]) / (N*S); var_sum[c] = sum((x - mean[c])^2). Both (C).
+template <typename T>
+void bn_stats(T* mean, T* var_sum, const T* x, int64_t N, int64_t C, int64_t S);
+
+// invstd[c] = 1 / sqrt(var_sum[c] / count + eps), computed in double as PyTorch does.
+template <typename T>
+void bn_invstd_from_var_sum(T* invstd, const T* var_sum, int64_t count, double eps, int64_t C);
+
+// invstd[c] = 1 / sqrt(var[c] + eps) for eval mode, in T as PyTorch does.
+template <typename T>
+void bn_invstd_from_var(T* invstd, const T* var, double eps, int64_t C);
+
+// running = (1 - momentum) * running + momentum * batch, with the unbiased variance
+// var_sum / (count - 1). running_mean or running_var may be null.
+template <typename T>
+void bn_update_running(T* running_mean, T* running_var, const T* mean, const T* var_sum,
+                       int64_t count, double momentum, int64_t C);
+
+// y = x * alpha + beta per channel; weight and bias may be null (affine off: 1 and 0).
+template <typename T>
+void bn_normalize(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
+                  const T* bias, int64_t N, int64_t C, int64_t S);
+
+// sum_dy[c] = sum(dy[:, c, :]); sum_dy_xmu[c] = sum(dy * (x - mean[c])). Both (C), in double.
+template <typename T>
+void bn_backward_reduce(double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x,
+                        const T* mean, int64_t N, int64_t C, int64_t S);
+
+// Training mode, statistics from the batch (count values per channel):
+//   dx = (dy - sum_dy/count - (x - mean) * sum_dy_xmu * invstd^2 / count) * invstd * weight
+template <typename T>
+void bn_backward_input_train(T* dx, const T* dy, const T* x, const T* mean, const T* invstd,
+                             const T* weight, const double* sum_dy, const double* sum_dy_xmu,
+                             int64_t count, int64_t N, int64_t C, int64_t S);
+
+// Eval mode, statistics fixed: dx = dy * invstd * weight.
+template <typename T>
+void bn_backward_input_eval(T* dx, const T* dy, const T* invstd, const T* weight, int64_t N,
+                            int64_t C, int64_t S);
+
+// Parameter gradients accumulate: dweight += sum_dy_xmu * invstd, dbias += sum_dy.
+template <typename T>
+void bn_backward_params(T* dweight, T* dbias, const double* sum_dy, const double* sum_dy_xmu,
+                        const T* invstd, int64_t C);
+
+}  // namespace bnlab::kernels

@@ -1,0 +1,142 @@
+#include "kernels/conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/gemm.h"
+
+namespace bnlab::kernels {
+
+template <typename T>
+void im2col(T* col, const T* x, const ConvGeometry& g) {
+  const int64_t Ho = g.out_height(), Wo = g.out_width();
+  for (int64_t i = 0; i < g.in_channels; ++i) {
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        T* row = col + ((i * g.kernel_h + kh) * g.kernel_w + kw) * Ho * Wo;
+        for (int64_t oh = 0; oh < Ho; ++oh) {
+          const int64_t ih = oh * g.stride - g.padding + kh;
+          T* out = row + oh * Wo;
+          if (ih < 0 || ih >= g.height) {
+            std::fill(out, out + Wo, T(0));
+            continue;
+          }
+          const T* in = x + (i * g.height + ih) * g.width;
+          for (int64_t ow = 0; ow < Wo; ++ow) {
+            const int64_t iw = ow * g.stride - g.padding + kw;
+            out[ow] = (iw >= 0 && iw < g.width) ? in[iw] : T(0);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void col2im_add(T* dx, const T* dcol, const ConvGeometry& g) {
+  const int64_t Ho = g.out_height(), Wo = g.out_width();
+  for (int64_t i = 0; i < g.in_channels; ++i) {
+    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        const T* row = dcol + ((i * g.kernel_h + kh) * g.kernel_w + kw) * Ho * Wo;
+        for (int64_t oh = 0; oh < Ho; ++oh) {
+          const int64_t ih = oh * g.stride - g.padding + kh;
+          if (ih < 0 || ih >= g.height) continue;
+          T* out = dx + (i * g.height + ih) * g.width;
+          for (int64_t ow = 0; ow < Wo; ++ow) {
+            const int64_t iw = ow * g.stride - g.padding + kw;
+            if (iw >= 0 && iw < g.width) out[iw] += row[oh * Wo + ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* col_scratch,
+                    const ConvGeometry& g, int64_t N, int threads) {
+  const int64_t P = g.out_height() * g.out_width();
+  const int64_t in_size = g.in_channels * g.height * g.width;
+#pragma omp parallel num_threads(threads)
+  {
+    T* col = col_scratch + omp_get_thread_num() * g.col_size();
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      T* out = y + n * g.out_channels * P;
+      if (bias) {
+        for (int64_t o = 0; o < g.out_channels; ++o) std::fill(out + o * P, out + (o + 1) * P, bias[o]);
+      }
+      im2col(col, x + n * in_size, g);
+      gemm(Trans::No, Trans::No, g.out_channels, P, g.col_rows(), T(1), w, g.col_rows(), col, P,
+           bias ? T(1) : T(0), out, P);
+    }
+  }
+}
+
+template <typename T>
+void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, T* col_scratch,
+                     T* dw_scratch, const ConvGeometry& g, int64_t N, int threads) {
+  const int64_t P = g.out_height() * g.out_width();
+  const int64_t in_size = g.in_channels * g.height * g.width;
+  const int64_t wsize = g.weight_size();
+  int used = 1;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+#pragma omp single
+    used = omp_get_num_threads();
+    T* col = col_scratch + t * g.col_size();
+    T* dw_part = dw_scratch + t * wsize;
+    std::fill(dw_part, dw_part + wsize, T(0));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const T* g_out = dy + n * g.out_channels * P;
+      im2col(col, x + n * in_size, g);
+      // dw_part (Co, CiKK) += dy_n (Co, P) * col^T (P, CiKK)
+      gemm(Trans::No, Trans::Yes, g.out_channels, g.col_rows(), P, T(1), g_out, P, col, P, T(1),
+           dw_part, g.col_rows());
+      if (dx) {
+        // col (CiKK, P) = w^T (CiKK, Co) * dy_n (Co, P), then scattered back to the image.
+        gemm(Trans::Yes, Trans::No, g.col_rows(), P, g.out_channels, T(1), w, g.col_rows(), g_out,
+             P, T(0), col, P);
+        T* dx_n = dx + n * in_size;
+        std::fill(dx_n, dx_n + in_size, T(0));
+        col2im_add(dx_n, col, g);
+      }
+    }
+  }
+  // Fixed-order sum of the per-thread partials.
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < wsize; ++j) {
+    T acc = dw[j];
+    for (int t = 0; t < used; ++t) acc += dw_scratch[t * wsize + j];
+    dw[j] = acc;
+  }
+  if (dbias) {
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < g.out_channels; ++o) {
+      double acc = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* row = dy + (n * g.out_channels + o) * P;
+        for (int64_t p = 0; p < P; ++p) acc += row[p];
+      }
+      dbias[o] += static_cast<T>(acc);
+    }
+  }
+}
+
+#define BNLAB_INSTANTIATE(T)                                                                  \
+  template void im2col<T>(T*, const T*, const ConvGeometry&);                                 \
+  template void col2im_add<T>(T*, const T*, const ConvGeometry&);                             \
+  template void conv2d_forward<T>(T*, const T*, const T*, const T*, T*, const ConvGeometry&,  \
+                                  int64_t, int);                                              \
+  template void conv2d_backward<T>(T*, T*, T*, const T*, const T*, const T*, T*, T*,          \
+                                   const ConvGeometry&, int64_t, int);
+BNLAB_INSTANTIATE(float)
+BNLAB_INSTANTIATE(double)
+#undef BNLAB_INSTANTIATE
+
+}  // namespace bnlab::kernels

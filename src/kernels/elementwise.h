@@ -1,0 +1,25 @@
+// Element-wise kernels: ReLU and inverted dropout. Sizes: `count` elements.
+#pragma once
+
+#include <cstdint>
+
+namespace bnlab::kernels {
+
+// y = max(x, 0)
+template <typename T>
+void relu_forward(T* y, const T* x, int64_t count);
+
+// dx = dy where y > 0, else 0 (PyTorch's threshold_backward on the output)
+template <typename T>
+void relu_backward(T* dx, const T* dy, const T* y, int64_t count);
+
+// Inverted dropout: keep[i] = uniform(key, i) >= p; y = keep ? x * scale : 0, scale = 1/(1-p).
+// The mask is a pure function of (key, i), so any thread split draws the same mask.
+template <typename T>
+void dropout_forward(T* y, uint8_t* keep, const T* x, float p, uint64_t key, int64_t count);
+
+// dx = keep ? dy * scale : 0
+template <typename T>
+void dropout_backward(T* dx, const T* dy, const uint8_t* keep, float p, int64_t count);
+
+}  // namespace bnlab::kernels

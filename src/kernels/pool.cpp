@@ -1,0 +1,71 @@
+#include "kernels/pool.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace bnlab::kernels {
+
+template <typename T>
+void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g, int64_t N) {
+  const int64_t Ho = g.out_height(), Wo = g.out_width();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < g.channels; ++c) {
+      const int64_t plane = n * g.channels + c;
+      const T* in = x + plane * g.height * g.width;
+      T* out = y + plane * Ho * Wo;
+      int32_t* idx = argmax + plane * Ho * Wo;
+      for (int64_t oh = 0; oh < Ho; ++oh) {
+        const int64_t h0 = oh * g.stride - g.padding;
+        const int64_t h_begin = std::max<int64_t>(h0, 0), h_end = std::min(h0 + g.kernel, g.height);
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          const int64_t w0 = ow * g.stride - g.padding;
+          const int64_t w_begin = std::max<int64_t>(w0, 0), w_end = std::min(w0 + g.kernel, g.width);
+          int64_t best = h_begin * g.width + w_begin;
+          T best_value = in[best];
+          for (int64_t h = h_begin; h < h_end; ++h) {
+            for (int64_t w = w_begin; w < w_end; ++w) {
+              const T v = in[h * g.width + w];
+              if (v > best_value || std::isnan(v)) {
+                best_value = v;
+                best = h * g.width + w;
+                if (std::isnan(v)) break;
+              }
+            }
+            if (std::isnan(best_value)) break;
+          }
+          out[oh * Wo + ow] = best_value;
+          idx[oh * Wo + ow] = static_cast<int32_t>(best);
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolGeometry& g,
+                        int64_t N) {
+  const int64_t Ho = g.out_height(), Wo = g.out_width();
+  const int64_t plane_in = g.height * g.width;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < g.channels; ++c) {
+      const int64_t plane = n * g.channels + c;
+      T* out = dx + plane * plane_in;
+      std::fill(out, out + plane_in, T(0));
+      const T* g_in = dy + plane * Ho * Wo;
+      const int32_t* idx = argmax + plane * Ho * Wo;
+      for (int64_t p = 0; p < Ho * Wo; ++p) out[idx[p]] += g_in[p];
+    }
+  }
+}
+
+template void maxpool2d_forward<float>(float*, int32_t*, const float*, const PoolGeometry&, int64_t);
+template void maxpool2d_forward<double>(double*, int32_t*, const double*, const PoolGeometry&,
+                                        int64_t);
+template void maxpool2d_backward<float>(float*, const float*, const int32_t*, const PoolGeometry&,
+                                        int64_t);
+template void maxpool2d_backward<double>(double*, const double*, const int32_t*,
+                                         const PoolGeometry&, int64_t);
+
+}  // namespace bnlab::kernels

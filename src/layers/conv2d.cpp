@@ -1,0 +1,94 @@
+// Conv2d: parameter bookkeeping and scratch; the arithmetic is kernels::conv2d_*.
+#include <string>
+#include <vector>
+
+#include "bnlab/error.h"
+#include "bnlab/layers.h"
+#include "kernels/conv.h"
+
+namespace bnlab {
+namespace {
+
+class Conv2d final : public Layer {
+ public:
+  explicit Conv2d(const Conv2dOptions& o) : options_(o) {}
+
+  std::string_view type() const override { return "Conv2d"; }
+
+  Shape setup(const Shape& in) override {
+    if (in.size() != 3) fail("Conv2d", "input", "expects (C, H, W) per sample, got " + to_string(in));
+    if (options_.out_channels <= 0) fail("Conv2d", "out_channels", "must be positive");
+    if (options_.kernel_size <= 0) fail("Conv2d", "kernel_size", "must be positive");
+    if (options_.stride <= 0) fail("Conv2d", "stride", "must be positive");
+    if (options_.padding < 0) fail("Conv2d", "padding", "must not be negative");
+    geometry_ = {in[0], in[1], in[2], options_.out_channels, options_.kernel_size,
+                 options_.kernel_size, options_.stride, options_.padding};
+    if (in[1] + 2 * options_.padding < options_.kernel_size ||
+        in[2] + 2 * options_.padding < options_.kernel_size) {
+      fail("Conv2d", "kernel_size",
+           "kernel " + std::to_string(options_.kernel_size) + " is larger than the padded input " +
+               to_string(in));
+    }
+    return {options_.out_channels, geometry_.out_height(), geometry_.out_width()};
+  }
+
+  std::vector<TensorDecl> declare() const override {
+    const int64_t fan_in = geometry_.col_rows();
+    std::vector<TensorDecl> decls = {
+        {"weight",
+         {geometry_.out_channels, geometry_.in_channels, geometry_.kernel_h, geometry_.kernel_w},
+         Role::Parameter, Init::FanInUniform, fan_in}};
+    if (options_.bias) {
+      decls.push_back({"bias", {geometry_.out_channels}, Role::Parameter, Init::FanInUniform, fan_in});
+    }
+    return decls;
+  }
+
+  void bind(std::span<const TensorSlot> slots) override {
+    weight_ = slots[0];
+    if (options_.bias) bias_ = slots[1];
+  }
+
+  void reserve(int64_t /*max_batch*/, int threads) override {
+    threads_ = threads;
+    col_scratch_.assign(static_cast<size_t>(threads * geometry_.col_size()), 0.0f);
+    dw_scratch_.assign(static_cast<size_t>(threads * geometry_.weight_size()), 0.0f);
+  }
+
+  void forward(float* y, const float* x, int64_t n, const RunContext&) override {
+    kernels::conv2d_forward(y, x, weight_.data, bias_.data, col_scratch_.data(), geometry_, n, threads_);
+  }
+
+  void backward(float* dx, const float* dy, const float* x, const float*, int64_t n) override {
+    kernels::conv2d_backward(dx, weight_.grad, bias_.grad, dy, x, weight_.data, col_scratch_.data(),
+                             dw_scratch_.data(), geometry_, n, threads_);
+  }
+
+  int64_t macs_per_sample() const override {
+    return geometry_.weight_size() * geometry_.out_height() * geometry_.out_width();
+  }
+
+  std::string describe() const override {
+    return std::to_string(geometry_.in_channels) + ", " + std::to_string(options_.out_channels) +
+           ", kernel_size=" + std::to_string(options_.kernel_size) +
+           ", stride=" + std::to_string(options_.stride) +
+           (options_.padding ? ", padding=" + std::to_string(options_.padding) : "") +
+           (options_.bias ? "" : ", bias=False");
+  }
+
+ private:
+  Conv2dOptions options_;
+  kernels::ConvGeometry geometry_{};
+  TensorSlot weight_, bias_;
+  int threads_ = 1;
+  std::vector<float> col_scratch_;  // threads x (Ci*K*K, Ho*Wo)
+  std::vector<float> dw_scratch_;   // threads x (Co, Ci, K, K)
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_conv2d(const Conv2dOptions& options) {
+  return std::make_unique<Conv2d>(options);
+}
+
+}  // namespace bnlab

@@ -1,0 +1,70 @@
+// Linear: y = x W^T + b over (N, in_features); the arithmetic is kernels::linear_*.
+#include <string>
+#include <vector>
+
+#include "bnlab/error.h"
+#include "bnlab/layers.h"
+#include "kernels/linear.h"
+
+namespace bnlab {
+namespace {
+
+class Linear final : public Layer {
+ public:
+  explicit Linear(const LinearOptions& o) : options_(o) {}
+
+  std::string_view type() const override { return "Linear"; }
+
+  Shape setup(const Shape& in) override {
+    if (in.size() != 1) {
+      fail("Linear", "input", "expects (features) per sample, got " + to_string(in) +
+                                  " (add Flatten before it)");
+    }
+    if (options_.out_features <= 0) fail("Linear", "out_features", "must be positive");
+    in_features_ = in[0];
+    return {options_.out_features};
+  }
+
+  std::vector<TensorDecl> declare() const override {
+    std::vector<TensorDecl> decls = {{"weight", {options_.out_features, in_features_},
+                                      Role::Parameter, Init::FanInUniform, in_features_}};
+    if (options_.bias) {
+      decls.push_back({"bias", {options_.out_features}, Role::Parameter, Init::FanInUniform, in_features_});
+    }
+    return decls;
+  }
+
+  void bind(std::span<const TensorSlot> slots) override {
+    weight_ = slots[0];
+    if (options_.bias) bias_ = slots[1];
+  }
+
+  void forward(float* y, const float* x, int64_t n, const RunContext&) override {
+    kernels::linear_forward(y, x, weight_.data, bias_.data, n, in_features_, options_.out_features);
+  }
+
+  void backward(float* dx, const float* dy, const float* x, const float*, int64_t n) override {
+    kernels::linear_backward(dx, weight_.grad, bias_.grad, dy, x, weight_.data, n, in_features_,
+                             options_.out_features);
+  }
+
+  int64_t macs_per_sample() const override { return in_features_ * options_.out_features; }
+
+  std::string describe() const override {
+    return std::to_string(in_features_) + ", " + std::to_string(options_.out_features) +
+           (options_.bias ? "" : ", bias=False");
+  }
+
+ private:
+  LinearOptions options_;
+  int64_t in_features_ = 0;
+  TensorSlot weight_, bias_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_linear(const LinearOptions& options) {
+  return std::make_unique<Linear>(options);
+}
+
+}  // namespace bnlab

@@ -1,0 +1,67 @@
+// MaxPool2d: keeps the argmax of every window from forward to route gradients in backward.
+#include <string>
+#include <vector>
+
+#include "bnlab/error.h"
+#include "bnlab/layers.h"
+#include "kernels/pool.h"
+
+namespace bnlab {
+namespace {
+
+class MaxPool2d final : public Layer {
+ public:
+  explicit MaxPool2d(const MaxPool2dOptions& o) : options_(o) {
+    if (options_.stride == 0) options_.stride = options_.kernel_size;
+  }
+
+  std::string_view type() const override { return "MaxPool2d"; }
+
+  Shape setup(const Shape& in) override {
+    if (in.size() != 3) fail("MaxPool2d", "input", "expects (C, H, W) per sample, got " + to_string(in));
+    if (options_.kernel_size <= 0) fail("MaxPool2d", "kernel_size", "must be positive");
+    if (options_.stride <= 0) fail("MaxPool2d", "stride", "must be positive");
+    if (options_.padding < 0 || 2 * options_.padding > options_.kernel_size) {
+      fail("MaxPool2d", "padding", "must be between 0 and half the kernel size");
+    }
+    geometry_ = {in[0], in[1], in[2], options_.kernel_size, options_.stride, options_.padding};
+    if (in[1] + 2 * options_.padding < options_.kernel_size ||
+        in[2] + 2 * options_.padding < options_.kernel_size) {
+      fail("MaxPool2d", "kernel_size", "window larger than the input " + to_string(in));
+    }
+    return {in[0], geometry_.out_height(), geometry_.out_width()};
+  }
+
+  void reserve(int64_t max_batch, int) override {
+    argmax_.assign(static_cast<size_t>(max_batch * geometry_.channels * geometry_.out_height() *
+                                       geometry_.out_width()),
+                   0);
+  }
+
+  void forward(float* y, const float* x, int64_t n, const RunContext&) override {
+    kernels::maxpool2d_forward(y, argmax_.data(), x, geometry_, n);
+  }
+
+  void backward(float* dx, const float* dy, const float*, const float*, int64_t n) override {
+    if (dx) kernels::maxpool2d_backward(dx, dy, argmax_.data(), geometry_, n);
+  }
+
+  std::string describe() const override {
+    return "kernel_size=" + std::to_string(options_.kernel_size) +
+           ", stride=" + std::to_string(options_.stride) +
+           (options_.padding ? ", padding=" + std::to_string(options_.padding) : "");
+  }
+
+ private:
+  MaxPool2dOptions options_;
+  kernels::PoolGeometry geometry_{};
+  std::vector<int32_t> argmax_;  // (N, C, Ho, Wo)
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_maxpool2d(const MaxPool2dOptions& options) {
+  return std::make_unique<MaxPool2d>(options);
+}
+
+}  // namespace bnlab

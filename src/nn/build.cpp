@@ -1,0 +1,189 @@
+// From a parsed NetworkSpec to a Network: each layer type's keys, their values and defaults.
+#include <charconv>
+#include <cmath>
+#include <optional>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "bnlab/error.h"
+#include "bnlab/layers.h"
+#include "bnlab/spec.h"
+
+namespace bnlab {
+namespace {
+
+// Reads the key=value settings of one spec line, each at most once, and reports the first
+// unknown key with its position.
+class Settings {
+ public:
+  Settings(const NetworkSpec& spec, const SpecLine& line) : spec_(spec), line_(line) {}
+
+  [[noreturn]] void error(int column, const std::string& what) const {
+    throw Error(spec_.source + ":" + std::to_string(line_.line) + ":" + std::to_string(column) +
+                ": " + line_.type + ": " + what);
+  }
+
+  const SpecSetting* find(const std::string& key) {
+    used_.insert(key);
+    const SpecSetting* found = nullptr;
+    for (const SpecSetting& s : line_.settings) {
+      if (s.key != key) continue;
+      if (found) error(s.column, key + ": given twice");
+      found = &s;
+    }
+    return found;
+  }
+
+  int64_t integer(const std::string& key, std::optional<int64_t> fallback, int64_t min) {
+    const SpecSetting* s = find(key);
+    if (!s) {
+      if (!fallback) error(line_.column, key + ": required");
+      return *fallback;
+    }
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(s->value.data(), s->value.data() + s->value.size(), v);
+    if (ec != std::errc() || end != s->value.data() + s->value.size()) {
+      error(s->column, key + ": '" + s->value + "' is not an integer");
+    }
+    if (v < min) error(s->column, key + ": must be at least " + std::to_string(min));
+    return v;
+  }
+
+  double real(const std::string& key, double fallback) {
+    const SpecSetting* s = find(key);
+    if (!s) return fallback;
+    return parse_real(*s);
+  }
+
+  std::optional<double> real_or_none(const std::string& key, double fallback) {
+    const SpecSetting* s = find(key);
+    if (!s) return fallback;
+    if (s->value == "none" || s->value == "None") return std::nullopt;
+    return parse_real(*s);
+  }
+
+  bool boolean(const std::string& key, bool fallback) {
+    const SpecSetting* s = find(key);
+    if (!s) return fallback;
+    if (s->value == "true" || s->value == "True") return true;
+    if (s->value == "false" || s->value == "False") return false;
+    error(s->column, key + ": '" + s->value + "' is not true or false");
+  }
+
+  void reject_unknown() const {
+    for (const SpecSetting& s : line_.settings)
+      if (!used_.count(s.key)) error(s.column, "unknown key '" + s.key + "'");
+  }
+
+ private:
+  double parse_real(const SpecSetting& s) const {
+    double v = 0;
+    auto [end, ec] = std::from_chars(s.value.data(), s.value.data() + s.value.size(), v);
+    if (ec != std::errc() || end != s.value.data() + s.value.size() || !std::isfinite(v)) {
+      error(s.column, s.key + ": '" + s.value + "' is not a number");
+    }
+    return v;
+  }
+
+  const NetworkSpec& spec_;
+  const SpecLine& line_;
+  std::set<std::string> used_;
+};
+
+BatchNormOptions batchnorm_options(Settings& s) {
+  s.find("num_features");  // checked against the inferred size after setup
+  return {.eps = s.real("eps", 1e-5),
+          .momentum = s.real_or_none("momentum", 0.1),
+          .affine = s.boolean("affine", true),
+          .track_running_stats = s.boolean("track_running_stats", true)};
+}
+
+using Factory = std::function<std::unique_ptr<Layer>(Settings&)>;
+
+const std::map<std::string, Factory>& factories() {
+  static const std::map<std::string, Factory> table = {
+      {"Conv2d",
+       [](Settings& s) {
+         return make_conv2d({.out_channels = s.integer("out_channels", std::nullopt, 1),
+                             .kernel_size = s.integer("kernel_size", std::nullopt, 1),
+                             .stride = s.integer("stride", 1, 1),
+                             .padding = s.integer("padding", 0, 0),
+                             .bias = s.boolean("bias", true)});
+       }},
+      {"Linear",
+       [](Settings& s) {
+         return make_linear({.out_features = s.integer("out_features", std::nullopt, 1),
+                             .bias = s.boolean("bias", true)});
+       }},
+      {"BatchNorm1d",
+       [](Settings& s) { return make_batchnorm(BatchNormKind::OneD, batchnorm_options(s)); }},
+      {"BatchNorm2d",
+       [](Settings& s) { return make_batchnorm(BatchNormKind::TwoD, batchnorm_options(s)); }},
+      {"ReLU", [](Settings&) { return make_relu(); }},
+      {"MaxPool2d",
+       [](Settings& s) {
+         const int64_t kernel = s.integer("kernel_size", std::nullopt, 1);
+         return make_maxpool2d({.kernel_size = kernel,
+                                .stride = s.integer("stride", kernel, 1),
+                                .padding = s.integer("padding", 0, 0)});
+       }},
+      {"Dropout",
+       [](Settings& s) {
+         const double p = s.real("p", 0.5);
+         if (!(p >= 0 && p < 1)) s.error(0, "p: must be in [0, 1)");
+         return make_dropout({.p = p});
+       }},
+      {"Flatten", [](Settings&) { return make_flatten(); }},
+      {"LogSoftmax", [](Settings&) { return make_log_softmax(); }},
+  };
+  return table;
+}
+
+}  // namespace
+
+Network build_network(const NetworkSpec& spec, const Shape& input_shape) {
+  std::vector<NamedLayer> layers;
+  std::set<std::string> names;
+  for (size_t i = 0; i < spec.layers.size(); ++i) {
+    const SpecLine& line = spec.layers[i];
+    Settings settings(spec, line);
+    auto factory = factories().find(line.type);
+    if (factory == factories().end()) {
+      std::string known;
+      for (const auto& [type, _] : factories()) known += (known.empty() ? "" : ", ") + type;
+      throw Error(spec.source + ":" + std::to_string(line.line) + ":" + std::to_string(line.column) +
+                  ": unknown layer type '" + line.type + "' (known: " + known + ")");
+    }
+    std::unique_ptr<Layer> layer = factory->second(settings);
+    settings.reject_unknown();
+    const std::string name = line.name.empty() ? std::to_string(i) : line.name;
+    if (!names.insert(name).second) {
+      throw Error(spec.source + ":" + std::to_string(line.line) + ":1: layer name '" + name +
+                  "' is used twice");
+    }
+    layers.push_back({name, std::move(layer)});
+  }
+  // Shapes are checked in the Network constructor; prefix its message with the line at fault.
+  Shape shape = input_shape;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const SpecLine& line = spec.layers[i];
+    try {
+      shape = layers[i].layer->setup(shape);
+    } catch (const Error& e) {
+      throw Error(spec.source + ":" + std::to_string(line.line) + ":" + std::to_string(line.column) +
+                  ": " + e.what());
+    }
+    for (const SpecSetting& s : line.settings) {
+      if (s.key != "num_features") continue;  // BatchNorm: its output shape is its input's
+      if (s.value != std::to_string(shape[0])) {
+        throw Error(spec.source + ":" + std::to_string(line.line) + ":" + std::to_string(s.column) +
+                    ": " + line.type + ": num_features: " + s.value + " given, but the input has " +
+                    std::to_string(shape[0]) + " channels");
+      }
+    }
+  }
+  return Network(std::move(layers), input_shape);
+}
+
+}  // namespace bnlab

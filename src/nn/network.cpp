@@ -1,0 +1,200 @@
+#include "bnlab/network.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "bnlab/error.h"
+#include "bnlab/rng.h"
+
+namespace bnlab {
+namespace {
+// Slices start on 64-byte boundaries so that vector loads never straddle two tensors.
+constexpr int64_t kAlignFloats = 16;
+int64_t aligned(int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats; }
+}  // namespace
+
+Network::Network(std::vector<NamedLayer> layers, const Shape& input_shape)
+    : layers_(std::move(layers)) {
+  shapes_.push_back(input_shape);
+  for (auto& entry : layers_) shapes_.push_back(entry.layer->setup(shapes_.back()));
+
+  int64_t sizes[3] = {0, 0, 0};  // parameters, buffers, counters
+  for (auto& entry : layers_) {
+    std::vector<Slot> slots;
+    for (TensorDecl& decl : entry.layer->declare()) {
+      const int role = static_cast<int>(decl.role);
+      const int64_t n = numel(decl.shape);
+      slots.push_back({entry.name + "." + decl.name, decl, sizes[role]});
+      sizes[role] += decl.role == Role::Counter ? n : aligned(n);
+    }
+    slots_.push_back(std::move(slots));
+  }
+  params_.assign(sizes[0], 0.0f);
+  grads_.assign(sizes[0], 0.0f);
+  buffers_.assign(sizes[1], 0.0f);
+  counters_.assign(sizes[2], 0);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    std::vector<TensorSlot> bound;
+    for (const Slot& s : slots_[i]) {
+      TensorSlot t;
+      if (s.decl.role == Role::Parameter) {
+        t.data = params_.data() + s.offset;
+        t.grad = grads_.data() + s.offset;
+      } else if (s.decl.role == Role::Buffer) {
+        t.data = buffers_.data() + s.offset;
+      } else {
+        t.counter = counters_.data() + s.offset;
+      }
+      bound.push_back(t);
+    }
+    layers_[i].layer->bind(bound);
+  }
+}
+
+Network::Network(Network&&) noexcept = default;
+Network& Network::operator=(Network&&) noexcept = default;
+Network::~Network() = default;
+
+void Network::initialize(uint64_t seed) {
+  const uint64_t init_key = derive_key(seed, static_cast<uint64_t>(Stream::Init));
+  uint64_t tensor_index = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    for (const Slot& s : slots_[i]) {
+      const uint64_t key = derive_key(init_key, tensor_index++);
+      if (s.decl.role != Role::Parameter) continue;
+      float* data = params_.data() + s.offset;
+      const int64_t n = numel(s.decl.shape);
+      switch (s.decl.init) {
+        case Init::FanInUniform: {
+          const double bound = 1.0 / std::sqrt(static_cast<double>(s.decl.fan_in));
+          for (int64_t j = 0; j < n; ++j) {
+            const double u = random_uniform(key, static_cast<uint64_t>(j));
+            data[j] = static_cast<float>((2.0 * u - 1.0) * bound);
+          }
+          break;
+        }
+        case Init::Ones: std::fill(data, data + n, 1.0f); break;
+        case Init::Zeros:
+        case Init::None: std::fill(data, data + n, 0.0f); break;
+      }
+    }
+    layers_[i].layer->reset_state();
+  }
+}
+
+void Network::reserve_layers(int64_t max_batch) {
+  const int threads = omp_get_max_threads();
+  if (max_batch <= layer_capacity_ && threads == threads_) return;
+  layer_capacity_ = std::max(layer_capacity_, max_batch);
+  threads_ = threads;
+  for (auto& entry : layers_) entry.layer->reserve(layer_capacity_, threads_);
+}
+
+void Network::reserve(int64_t max_batch) {
+  reserve_layers(max_batch);
+  if (max_batch <= capacity_) return;
+  activation_storage_.assign(layers_.size(), {});
+  outputs_.assign(layers_.size(), nullptr);
+  int64_t largest = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const int64_t size = max_batch * numel(shapes_[i + 1]);
+    largest = std::max(largest, size);
+    if (!layers_[i].layer->is_view()) activation_storage_[i].assign(size, 0.0f);
+  }
+  grad_a_.assign(largest, 0.0f);
+  grad_b_.assign(largest, 0.0f);
+  capacity_ = max_batch;
+}
+
+void Network::reserve_inference(int64_t max_batch) {
+  reserve_layers(max_batch);
+  if (max_batch <= inference_capacity_ || max_batch <= capacity_) return;
+  int64_t largest = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) largest = std::max(largest, max_batch * numel(shapes_[i + 1]));
+  infer_a_.assign(largest, 0.0f);
+  infer_b_.assign(largest, 0.0f);
+  inference_capacity_ = max_batch;
+}
+
+const float* Network::forward(const float* x, int64_t n, const RunContext& ctx) {
+  const bool keep = n <= capacity_;
+  if (n <= 0 || !(keep || (ctx.mode == Mode::Eval && n <= inference_capacity_))) {
+    fail("network", "batch", "batch of " + std::to_string(n) + " samples exceeds the reserved " +
+                                 std::to_string(std::max(capacity_, inference_capacity_)));
+  }
+  input_ = keep ? x : nullptr;
+  const float* in = x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& layer = *layers_[i].layer;
+    // A view shares its input's memory; x is the caller's and stays const for every real layer.
+    float* out = layer.is_view() ? const_cast<float*>(in)
+                 : keep         ? activation_storage_[i].data()
+                 : in == infer_a_.data() ? infer_b_.data() : infer_a_.data();
+    RunContext layer_ctx = ctx;
+    layer_ctx.random_key = derive_key(ctx.random_key, i);
+    layer.forward(out, in, n, layer_ctx);
+    if (keep) outputs_[i] = out;
+    in = out;
+  }
+  return in;
+}
+
+void Network::backward(const float* dout, int64_t n) {
+  const float* grad = dout;
+  for (size_t i = layers_.size(); i-- > 0;) {
+    Layer& layer = *layers_[i].layer;
+    const float* in = i == 0 ? input_ : outputs_[i - 1];
+    float* dx = nullptr;
+    if (i > 0) {
+      if (layer.is_view()) dx = const_cast<float*>(grad);
+      else dx = grad == grad_a_.data() ? grad_b_.data() : grad_a_.data();
+    }
+    layer.backward(dx, grad, in, outputs_[i], n);
+    grad = dx;
+  }
+}
+
+void Network::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+std::vector<TensorView> Network::state_dict() {
+  std::vector<TensorView> views;
+  for (const auto& layer_slots : slots_) {
+    for (const Slot& s : layer_slots) {
+      TensorView v{s.name, DType::F32, s.decl.shape, nullptr};
+      if (s.decl.role == Role::Parameter) v.data = params_.data() + s.offset;
+      else if (s.decl.role == Role::Buffer) v.data = buffers_.data() + s.offset;
+      else {
+        v.dtype = DType::I64;
+        v.data = counters_.data() + s.offset;
+      }
+      views.push_back(v);
+    }
+  }
+  return views;
+}
+
+std::vector<TensorView> Network::named_parameters() {
+  std::vector<TensorView> views;
+  for (const auto& layer_slots : slots_)
+    for (const Slot& s : layer_slots)
+      if (s.decl.role == Role::Parameter)
+        views.push_back({s.name, DType::F32, s.decl.shape, params_.data() + s.offset});
+  return views;
+}
+
+std::vector<TensorView> Network::named_gradients() {
+  std::vector<TensorView> views = named_parameters();
+  for (TensorView& v : views) v.data = grads_.data() + (static_cast<float*>(v.data) - params_.data());
+  return views;
+}
+
+int64_t Network::parameter_count(size_t i) const {
+  int64_t total = 0;
+  for (const Slot& s : slots_[i])
+    if (s.decl.role == Role::Parameter) total += numel(s.decl.shape);
+  return total;
+}
+
+}  // namespace bnlab

@@ -1,0 +1,108 @@
+// Parser of the network description format (see bnlab/spec.h): lines -> SpecLine records.
+// It checks only the syntax; build.cpp checks types, keys and values.
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "bnlab/error.h"
+#include "bnlab/spec.h"
+
+namespace bnlab {
+namespace {
+
+[[noreturn]] void syntax_error(const std::string& source, int line, int column,
+                               const std::string& what) {
+  throw Error(source + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + what);
+}
+
+bool is_identifier(std::string_view s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
+  return true;
+}
+
+struct Token {
+  std::string_view text;
+  int column;
+};
+
+std::vector<Token> split_tokens(std::string_view line) {
+  std::vector<Token> tokens;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i]))) ++i;
+    const size_t start = i;
+    while (i < line.size() && !std::isspace(static_cast<unsigned char>(line[i]))) ++i;
+    if (i > start) tokens.push_back({line.substr(start, i - start), static_cast<int>(start) + 1});
+  }
+  return tokens;
+}
+
+}  // namespace
+
+NetworkSpec parse_spec(std::string_view text, const std::string& source) {
+  NetworkSpec spec{source, {}};
+  int line_number = 0;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t end = std::min(text.find('\n', pos), text.size());
+    std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_number;
+    if (const size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    std::vector<Token> tokens = split_tokens(line);
+    if (tokens.empty()) {
+      if (end == text.size()) break;
+      continue;
+    }
+    SpecLine layer;
+    layer.line = line_number;
+    size_t t = 0;
+    if (tokens[0].text.back() == ':') {
+      std::string_view name = tokens[0].text.substr(0, tokens[0].text.size() - 1);
+      if (!is_identifier(name)) {
+        syntax_error(source, line_number, tokens[0].column,
+                     "layer name '" + std::string(name) + "' must be letters, digits, '_' or '.'");
+      }
+      layer.name = name;
+      if (++t == tokens.size()) syntax_error(source, line_number, tokens[0].column, "layer type missing after the name");
+    }
+    if (!is_identifier(tokens[t].text) || tokens[t].text.find('=') != std::string_view::npos) {
+      syntax_error(source, line_number, tokens[t].column,
+                   "expected a layer type such as Conv2d, got '" + std::string(tokens[t].text) + "'");
+    }
+    layer.type = tokens[t].text;
+    layer.column = tokens[t].column;
+    for (++t; t < tokens.size(); ++t) {
+      const std::string_view tok = tokens[t].text;
+      const size_t eq = tok.find('=');
+      if (eq == std::string_view::npos || eq == 0 || eq + 1 == tok.size()) {
+        syntax_error(source, line_number, tokens[t].column,
+                     "expected key=value, got '" + std::string(tok) + "'");
+      }
+      layer.settings.push_back({std::string(tok.substr(0, eq)), std::string(tok.substr(eq + 1)),
+                                tokens[t].column});
+    }
+    spec.layers.push_back(std::move(layer));
+    if (end == text.size()) break;
+  }
+  if (spec.layers.empty()) throw Error(source + ": network: no layers");
+  return spec;
+}
+
+NetworkSpec load_spec(const std::string& model) {
+  if (std::string text = preset_text(model); !text.empty()) return parse_spec(text, "preset:" + model);
+  std::ifstream in(model, std::ios::binary);
+  if (!in) {
+    std::string presets;
+    for (const std::string& name : preset_names()) presets += (presets.empty() ? "" : ", ") + name;
+    throw Error(model + ": model: neither a preset (" + presets + ") nor a readable spec file");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_spec(text.str(), model);
+}
+
+}  // namespace bnlab

@@ -1,0 +1,52 @@
+// bnlab eval: test loss and accuracy of a saved model.
+#include <cstdio>
+#include <memory>
+
+#include "bnlab/checkpoint.h"
+#include "bnlab/data.h"
+#include "bnlab/spec.h"
+#include "bnlab/threads.h"
+#include "bnlab/train.h"
+#include "commands.h"
+
+namespace bnlab::cli {
+namespace {
+
+struct EvalFlags {
+  std::string model = "seed";
+  std::string weights;
+  std::string data = "mnist";
+  int64_t test_batch_size = 1000;
+  int64_t limit_test = 0;
+  int threads = 0;
+};
+
+void run_eval(const EvalFlags& f) {
+  set_threads(f.threads);
+  const NetworkSpec spec = load_spec(f.model);
+  DataSource data = load_data(f.data);
+  limit_samples(data.test, f.limit_test);
+  Network net = build_network(spec, {1, data.test.height, data.test.width});
+  check_labels(data.test, numel(net.output_shape()));
+  load_checkpoint(net, f.weights);
+  const EvalResult r = evaluate(net, data.test, data, f.test_batch_size);
+  std::printf("test loss: %.4f\n", r.loss);
+  std::printf("test accuracy: %.2f%%  (%lld/%lld)\n", r.accuracy(), static_cast<long long>(r.correct),
+              static_cast<long long>(r.count));
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto flags = std::make_shared<EvalFlags>();
+  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a saved model on the test set");
+  cmd->add_option("--model", flags->model, "Preset or spec file the weights belong to")->capture_default_str();
+  cmd->add_option("--weights", flags->weights, "safetensors checkpoint (bnlab train --save, or PyTorch's state_dict)")->required();
+  cmd->add_option("--data", flags->data, "mnist, fashion-mnist, or a directory of IDX files")->capture_default_str();
+  cmd->add_option("--test-batch-size", flags->test_batch_size, "Evaluation batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--limit-test", flags->limit_test, "Use only the first N test images")->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([flags] { run_eval(*flags); });
+}
+
+}  // namespace bnlab::cli

@@ -1,0 +1,28 @@
+// bnlab: train and evaluate batch-normalized networks. Errors in the input print one line
+// "bnlab: <file>: <field>: <problem>" and exit with status 2.
+#include <cstdio>
+#include <exception>
+
+#include "bnlab/error.h"
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"bnlab: train convolutional networks with batch normalization, as PyTorch does, in C++"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "bnlab 0.1.0");
+  bnlab::cli::add_train_command(app);
+  bnlab::cli::add_eval_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  } catch (const bnlab::Error& e) {
+    std::fprintf(stderr, "bnlab: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bnlab: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
