@@ -11,7 +11,10 @@ int64_t numel(const Shape& shape) {
 std::string to_string(const Shape& shape) {
   if (shape.empty()) return "scalar";
   std::string s;
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s.push_back('x');
+    s.append(std::to_string(shape[i]));
+  }
   return s;
 }
 

@@ -108,9 +108,7 @@ std::vector<int64_t> read_idx(const std::string& path, uint32_t ndim, std::vecto
   ByteStream in(path);
   std::array<uint8_t, 4 + 4 * 3> header{};
   const int64_t header_size = 4 + 4 * static_cast<int64_t>(ndim);
-  if (in.read(header.data(), header_size) != header_size) {
-    fail(path, "header", "truncated: the file ends inside the " + std::to_string(header_size) + "-byte header");
-  }
+  if (in.read(header.data(), 4) != 4) fail(path, "magic", "truncated: the file ends inside the magic number");
   const uint32_t magic = big_endian(header.data());
   const uint32_t expected = kUbyte << 8 | ndim;
   if (magic != expected) {
@@ -119,25 +117,36 @@ std::vector<int64_t> read_idx(const std::string& path, uint32_t ndim, std::vecto
                   magic, expected, ndim);
     fail(path, "magic", buf);
   }
+  if (in.read(header.data() + 4, header_size - 4) != header_size - 4) {
+    fail(path, "header", "truncated: the file ends inside the " + std::to_string(header_size) + "-byte header");
+  }
   std::vector<int64_t> dims;
+  std::string dims_text;
   int64_t payload = 1;
+  bool overflow = false;
   for (uint32_t d = 0; d < ndim; ++d) {
     const int64_t size = big_endian(header.data() + 4 + 4 * d);
     dims.push_back(size);
-    if (__builtin_mul_overflow(payload, size, &payload) || payload > in.bound()) {
-      fail(path, "dimensions", "sizes " + std::to_string(dims[0]) + "... promise more data than the file can hold");
-    }
+    if (d) dims_text.push_back('x');
+    dims_text.append(std::to_string(size));
+    overflow = overflow || __builtin_mul_overflow(payload, size, &payload);
   }
+  if (overflow) fail(path, "dimensions", "sizes " + dims_text + " overflow");
   if (dims[0] == 0) fail(path, "count", "the file holds no items");
+  // Compare what the header promises with what the file holds before allocating anything.
   if (!in.gzipped() && header_size + payload != in.bound()) {
-    fail(path, "size",
-         "header promises " + std::to_string(payload) + " data bytes but the file has " +
-             std::to_string(in.bound() - header_size) + (in.bound() - header_size < payload ? " (truncated)" : " (trailing bytes)"));
+    const int64_t have = in.bound() - header_size;
+    fail(path, "size", "header promises " + std::to_string(payload) + " data bytes (" + dims_text +
+                           ") but the file has " + std::to_string(have) +
+                           (have < payload ? " (truncated)" : " (trailing bytes)"));
   }
   if (in.gzipped() && ((header_size + payload) & 0xffffffff) != in.gzip_isize()) {
-    fail(path, "size",
-         "header promises " + std::to_string(payload) + " data bytes but the gzip stream holds " +
-             std::to_string(in.gzip_isize() - header_size) + " (modulo 2^32)");
+    fail(path, "size", "header promises " + std::to_string(payload) + " data bytes (" + dims_text +
+                           ") but the gzip stream holds " + std::to_string(in.gzip_isize() - header_size) +
+                           " (modulo 2^32)");
+  }
+  if (payload > in.bound()) {
+    fail(path, "dimensions", "sizes " + dims_text + " promise more data than the file can hold");
   }
   // Grow as data actually arrives, so a lying header cannot make us allocate.
   data.clear();

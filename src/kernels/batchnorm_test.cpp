@@ -1,0 +1,117 @@
+// Batch-norm kernels in double against finite differences, and against a direct two-pass
+// computation; the one-pass pitfall (large mean, tiny variance) included.
+#include "kernels/batchnorm.h"
+
+#include <gtest/gtest.h>
+
+#include "gradcheck.h"
+
+namespace bnlab::kernels {
+namespace {
+
+using testing::expect_gradient;
+using testing::random_vector;
+
+struct BnCase {
+  int64_t N, C, S;
+  bool affine;
+};
+
+// y = BN_train(x; w, b), loss = sum(y * r); returns the loss and fills analytic gradients.
+double bn_train_loss(const BnCase& c, const std::vector<double>& x, const std::vector<double>& w,
+                     const std::vector<double>& b, const std::vector<double>& r,
+                     std::vector<double>* dx, std::vector<double>* dw, std::vector<double>* db) {
+  std::vector<double> mean(c.C), var_sum(c.C), invstd(c.C), y(x.size());
+  bn_stats(mean.data(), var_sum.data(), x.data(), c.N, c.C, c.S);
+  bn_invstd_from_var_sum(invstd.data(), var_sum.data(), c.N * c.S, 1e-5, c.C);
+  const double* wp = c.affine ? w.data() : nullptr;
+  const double* bp = c.affine ? b.data() : nullptr;
+  bn_normalize(y.data(), x.data(), mean.data(), invstd.data(), wp, bp, c.N, c.C, c.S);
+  if (dx) {
+    std::vector<double> sum_dy(c.C), sum_dy_xmu(c.C);
+    bn_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), r.data(), x.data(), mean.data(), c.N, c.C, c.S);
+    dx->assign(x.size(), 0);
+    bn_backward_input_train(dx->data(), r.data(), x.data(), mean.data(), invstd.data(), wp,
+                            sum_dy.data(), sum_dy_xmu.data(), c.N * c.S, c.N, c.C, c.S);
+    dw->assign(c.C, 0);
+    db->assign(c.C, 0);
+    bn_backward_params(dw->data(), db->data(), sum_dy.data(), sum_dy_xmu.data(), invstd.data(), c.C);
+  }
+  return testing::dot(y, r);
+}
+
+class BnGradient : public ::testing::TestWithParam<BnCase> {};
+
+TEST_P(BnGradient, TrainingModeMatchesFiniteDifferences) {
+  const BnCase c = GetParam();
+  std::vector<double> x = random_vector(c.N * c.C * c.S, 1, 2.0, 0.5);
+  std::vector<double> w = random_vector(c.C, 2, 0.3, 1.0), b = random_vector(c.C, 3);
+  const std::vector<double> r = random_vector(x.size(), 4);
+  std::vector<double> dx, dw, db;
+  bn_train_loss(c, x, w, b, r, &dx, &dw, &db);
+  auto loss = [&] { return bn_train_loss(c, x, w, b, r, nullptr, nullptr, nullptr); };
+  expect_gradient("dx", x, dx, loss);
+  if (c.affine) {
+    expect_gradient("dweight", w, dw, loss);
+    expect_gradient("dbias", b, db, loss);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, BnGradient,
+                         ::testing::Values(BnCase{4, 3, 5, true},    // BatchNorm2d-like (S = H*W)
+                                           BnCase{6, 4, 1, true},    // BatchNorm1d (N, C)
+                                           BnCase{3, 2, 7, true},    // BatchNorm1d (N, C, L)
+                                           BnCase{4, 3, 5, false},   // affine off
+                                           BnCase{2, 2, 1, false}),  // the smallest legal batch
+                         [](const auto& info) {
+                           const BnCase& c = info.param;
+                           return "N" + std::to_string(c.N) + "C" + std::to_string(c.C) + "S" +
+                                  std::to_string(c.S) + (c.affine ? "affine" : "plain");
+                         });
+
+TEST(BnEval, InputGradientIsScaledUpstream) {
+  const int64_t N = 3, C = 2, S = 4;
+  std::vector<double> x = random_vector(N * C * S, 5), w = random_vector(C, 6, 0.5, 1.0);
+  const std::vector<double> rm = {0.3, -0.2}, rv = {1.5, 0.7}, r = random_vector(x.size(), 7);
+  std::vector<double> invstd(C);
+  bn_invstd_from_var(invstd.data(), rv.data(), 1e-5, C);
+  auto loss = [&] {
+    std::vector<double> y(x.size());
+    bn_normalize<double>(y.data(), x.data(), rm.data(), invstd.data(), w.data(), nullptr, N, C, S);
+    return testing::dot(y, r);
+  };
+  std::vector<double> dx(x.size());
+  bn_backward_input_eval(dx.data(), r.data(), invstd.data(), w.data(), N, C, S);
+  expect_gradient("dx eval", x, dx, loss);
+}
+
+TEST(BnStats, LargeMeanTinyVarianceKeepsPrecision) {
+  // x = 1e4 + 1e-2 * z: a one-pass E[x^2] - E[x]^2 in float loses every digit of the variance.
+  const int64_t N = 64, C = 2, S = 9;
+  const std::vector<double> z = random_vector(N * C * S, 8);
+  std::vector<float> x(z.size());
+  for (size_t i = 0; i < z.size(); ++i) x[i] = static_cast<float>(1e4 + 1e-2 * z[i]);
+  std::vector<float> mean(C), var_sum(C);
+  bn_stats(mean.data(), var_sum.data(), x.data(), N, C, S);
+  for (int64_t c = 0; c < C; ++c) {
+    double m = 0, v = 0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t s = 0; s < S; ++s) m += x[(n * C + c) * S + s];
+    m /= N * S;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t s = 0; s < S; ++s) v += (x[(n * C + c) * S + s] - m) * (x[(n * C + c) * S + s] - m);
+    EXPECT_NEAR(mean[c], m, 1e-3);
+    EXPECT_NEAR(var_sum[c] / v, 1.0, 1e-2) << "channel " << c;
+  }
+}
+
+TEST(BnRunning, MomentumBlendsUnbiasedVariance) {
+  const float mean[1] = {2.0f}, var_sum[1] = {9.0f};
+  float rm[1] = {1.0f}, rv[1] = {1.0f};
+  bn_update_running(rm, rv, mean, var_sum, 10, 0.1, 1);
+  EXPECT_FLOAT_EQ(rm[0], 0.9f * 1.0f + 0.1f * 2.0f);
+  EXPECT_FLOAT_EQ(rv[0], 0.9f * 1.0f + 0.1f * (9.0f / 9.0f));  // unbiased: / (count - 1)
+}
+
+}  // namespace
+}  // namespace bnlab::kernels

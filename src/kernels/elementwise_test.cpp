@@ -1,0 +1,74 @@
+#include "kernels/elementwise.h"
+
+#include <gtest/gtest.h>
+
+#include "gradcheck.h"
+
+namespace bnlab::kernels {
+namespace {
+
+TEST(ReluKernel, BackwardMatchesFiniteDifferences) {
+  std::vector<double> x = testing::random_vector(50, 1);
+  for (double& v : x) v += v > 0 ? 0.01 : -0.01;  // keep clear of the kink at 0
+  const auto r = testing::random_vector(50, 2);
+  auto loss = [&] {
+    std::vector<double> y(50);
+    relu_forward(y.data(), x.data(), 50);
+    return testing::dot(y, r);
+  };
+  std::vector<double> y(50), dx(50);
+  relu_forward(y.data(), x.data(), 50);
+  relu_backward(dx.data(), r.data(), y.data(), 50);
+  testing::expect_gradient("dx", x, dx, loss);
+}
+
+TEST(ReluKernel, GradientAtZeroIsZero) {
+  const float y[2] = {0.0f, 1.0f}, dy[2] = {3.0f, 3.0f};
+  float dx[2];
+  relu_backward(dx, dy, y, 2);
+  EXPECT_EQ(dx[0], 0.0f);
+  EXPECT_EQ(dx[1], 3.0f);
+}
+
+TEST(DropoutKernel, KeepsAboutOneMinusPAndScales) {
+  const int64_t n = 100000;
+  std::vector<float> x(n, 2.0f), y(n);
+  std::vector<uint8_t> keep(n);
+  dropout_forward(y.data(), keep.data(), x.data(), 0.25f, 42, n);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    kept += keep[i];
+    ASSERT_EQ(y[i], keep[i] ? 2.0f * (1.0f / 0.75f) : 0.0f);
+  }
+  EXPECT_NEAR(static_cast<double>(kept) / n, 0.75, 0.01);
+}
+
+TEST(DropoutKernel, SameKeySameMaskAnyThreadCount) {
+  const int64_t n = 1000;
+  std::vector<float> x(n, 1.0f), y(n);
+  std::vector<uint8_t> a(n), b(n);
+  dropout_forward(y.data(), a.data(), x.data(), 0.5f, 7, n);
+#pragma omp parallel num_threads(1)
+  dropout_forward(y.data(), b.data(), x.data(), 0.5f, 7, n);
+  EXPECT_EQ(a, b);
+  dropout_forward(y.data(), b.data(), x.data(), 0.5f, 8, n);
+  EXPECT_NE(a, b);
+}
+
+TEST(DropoutKernel, BackwardMatchesFiniteDifferences) {
+  std::vector<double> x = testing::random_vector(64, 3);
+  const auto r = testing::random_vector(64, 4);
+  std::vector<uint8_t> keep(64);
+  auto loss = [&] {
+    std::vector<double> y(64);
+    dropout_forward(y.data(), keep.data(), x.data(), 0.3f, 99, 64);
+    return testing::dot(y, r);
+  };
+  loss();
+  std::vector<double> dx(64);
+  dropout_backward(dx.data(), r.data(), keep.data(), 0.3f, 64);
+  testing::expect_gradient("dx", x, dx, loss);
+}
+
+}  // namespace
+}  // namespace bnlab::kernels

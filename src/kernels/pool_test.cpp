@@ -1,0 +1,55 @@
+#include "kernels/pool.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "gradcheck.h"
+
+namespace bnlab::kernels {
+namespace {
+
+TEST(MaxPoolKernel, ForwardTakesWindowMaxima) {
+  const PoolGeometry g{1, 4, 4, 2, 2, 0};
+  const std::vector<float> x = {1, 2, 5, 0,  //
+                                3, 4, 1, 1,  //
+                                0, 0, 9, 8,  //
+                                7, 0, 8, 9};
+  std::vector<float> y(4);
+  std::vector<int32_t> idx(4);
+  maxpool2d_forward(y.data(), idx.data(), x.data(), g, 1);
+  EXPECT_EQ(y, (std::vector<float>{4, 5, 7, 9}));
+  EXPECT_EQ(idx, (std::vector<int32_t>{5, 2, 12, 10}));  // ties: the first maximum, as PyTorch
+}
+
+TEST(MaxPoolKernel, NanPropagatesAsInPyTorch) {
+  const PoolGeometry g{1, 2, 2, 2, 2, 0};
+  const std::vector<float> x = {1, std::numeric_limits<float>::quiet_NaN(), 5, 0};
+  std::vector<float> y(1);
+  std::vector<int32_t> idx(1);
+  maxpool2d_forward(y.data(), idx.data(), x.data(), g, 1);
+  EXPECT_TRUE(std::isnan(y[0]));
+}
+
+TEST(MaxPoolKernel, BackwardMatchesFiniteDifferences) {
+  for (const PoolGeometry g : {PoolGeometry{2, 6, 6, 2, 2, 0}, PoolGeometry{1, 5, 5, 3, 2, 1}}) {
+    const int64_t N = 2, out = N * g.channels * g.out_height() * g.out_width();
+    // Distinct values, so that a small step never changes which element is the maximum.
+    std::vector<double> x = testing::random_vector(N * g.channels * g.height * g.width, 1);
+    const auto r = testing::random_vector(out, 2);
+    std::vector<int32_t> idx(out);
+    auto loss = [&] {
+      std::vector<double> y(out);
+      maxpool2d_forward(y.data(), idx.data(), x.data(), g, N);
+      return testing::dot(y, r);
+    };
+    loss();
+    std::vector<double> dx(x.size());
+    maxpool2d_backward(dx.data(), r.data(), idx.data(), g, N);
+    testing::expect_gradient("dx", x, dx, loss);
+  }
+}
+
+}  // namespace
+}  // namespace bnlab::kernels

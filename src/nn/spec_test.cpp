@@ -1,0 +1,99 @@
+// The spec format: presets build with PyTorch's names and shapes; every kind of mistake is an
+// error at its line and column.
+#include "bnlab/spec.h"
+
+#include <gtest/gtest.h>
+
+#include "bnlab/error.h"
+
+namespace bnlab {
+namespace {
+
+std::string build_error(const std::string& text, const Shape& input = {1, 28, 28}) {
+  try {
+    build_network(parse_spec(text, "net.spec"), input);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Spec, SeedPresetHasTheTutorialsStateDict) {
+  Network net = build_network(load_spec("seed"), {1, 28, 28});
+  std::vector<std::string> names;
+  for (const TensorView& t : net.state_dict()) names.push_back(t.name + ":" + to_string(t.shape));
+  const std::vector<std::string> expected = {
+      "conv1.weight:32x1x3x3", "conv1.bias:32", "conv1_bn.weight:32", "conv1_bn.bias:32",
+      "conv1_bn.running_mean:32", "conv1_bn.running_var:32", "conv1_bn.num_batches_tracked:scalar",
+      "conv2.weight:64x32x3x3", "conv2.bias:64", "conv2_bn.weight:64", "conv2_bn.bias:64",
+      "conv2_bn.running_mean:64", "conv2_bn.running_var:64", "conv2_bn.num_batches_tracked:scalar",
+      "fc1.weight:128x9216", "fc1.bias:128", "fc1_bn.weight:128", "fc1_bn.bias:128",
+      "fc1_bn.running_mean:128", "fc1_bn.running_var:128", "fc1_bn.num_batches_tracked:scalar",
+      "fc2.weight:10x128", "fc2.bias:10"};
+  EXPECT_EQ(names, expected);
+  EXPECT_EQ(net.output_shape(), Shape({10}));
+}
+
+TEST(Spec, EveryPresetBuilds) {
+  for (const std::string& name : preset_names()) {
+    Network net = build_network(load_spec(name), {1, 28, 28});
+    EXPECT_EQ(net.output_shape(), Shape({10})) << name;
+  }
+}
+
+TEST(Spec, UnnamedLayersAreNamedByIndexAsInSequential) {
+  Network net = build_network(parse_spec("Flatten\nLinear out_features=3\n", "s"), {2, 2});
+  EXPECT_EQ(net.state_dict()[0].name, "1.weight");
+}
+
+TEST(Spec, CommentsBlankLinesAndSettingsParse) {
+  Network net = build_network(parse_spec("# c\n\n  bn: BatchNorm1d eps=1e-3 momentum=none affine=false # tail\n", "s"), {4});
+  EXPECT_EQ(net.state_dict().size(), 3u);  // running_mean, running_var, num_batches_tracked
+}
+
+TEST(Spec, ErrorsPointAtLineAndColumn) {
+  EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3\nFoo\n"),
+            "net.spec:2:1: unknown layer type 'Foo' (known: BatchNorm1d, BatchNorm2d, Conv2d, Dropout, "
+            "Flatten, Linear, LogSoftmax, MaxPool2d, ReLU)");
+  EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3 colour=red\n"),
+            "net.spec:1:37: Conv2d: unknown key 'colour'");
+  EXPECT_EQ(build_error("Conv2d out_channels=eight kernel_size=3\n"),
+            "net.spec:1:8: Conv2d: out_channels: 'eight' is not an integer");
+  EXPECT_EQ(build_error("Conv2d kernel_size=3\n"), "net.spec:1:1: Conv2d: out_channels: required");
+  EXPECT_EQ(build_error("Conv2d out_channels=0 kernel_size=3\n"),
+            "net.spec:1:8: Conv2d: out_channels: must be at least 1");
+  EXPECT_EQ(build_error("BatchNorm2d affine=maybe\n"),
+            "net.spec:1:13: BatchNorm2d: affine: 'maybe' is not true or false");
+  EXPECT_EQ(build_error("Dropout p=1.5\n"), "net.spec:1:0: Dropout: p: must be in [0, 1)");
+  EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3 stride\n"),
+            "net.spec:1:37: expected key=value, got 'stride'");
+  EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3 stride=1 stride=2\n"),
+            "net.spec:1:46: Conv2d: stride: given twice");
+  EXPECT_EQ(build_error("a: ReLU\na: ReLU\n"), "net.spec:2:1: layer name 'a' is used twice");
+  EXPECT_EQ(build_error("9x: ReLU\n"), "net.spec:1:1: layer name '9x' must be letters, digits, '_' or '.'");
+  EXPECT_EQ(build_error("# nothing\n"), "net.spec: network: no layers");
+}
+
+TEST(Spec, ImpossibleShapesNameTheLine) {
+  EXPECT_EQ(build_error("ReLU\nLinear out_features=10\n"),
+            "net.spec:2:1: Linear: input: expects (features) per sample, got 1x28x28 (add Flatten before it)");
+  EXPECT_EQ(build_error("Conv2d out_channels=4 kernel_size=30\n"),
+            "net.spec:1:1: Conv2d: kernel_size: kernel 30 is larger than the padded input 1x28x28");
+  EXPECT_EQ(build_error("Flatten\nBatchNorm2d\n"),
+            "net.spec:2:1: BatchNorm2d: input: expects (C, H, W) per sample, got 784");
+  EXPECT_EQ(build_error("Conv2d out_channels=4 kernel_size=3\nBatchNorm2d num_features=5\n"),
+            "net.spec:2:13: BatchNorm2d: num_features: 5 given, but the input has 4 channels");
+}
+
+TEST(Spec, UnknownModelNamesPresets) {
+  try {
+    load_spec("/nonexistent/model.spec");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "/nonexistent/model.spec: model: neither a preset (seed, seed-nobn, "
+                                     "seed-bn-after-relu) nor a readable spec file");
+  }
+}
+
+}  // namespace
+}  // namespace bnlab
