@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "gradcheck.h"
 
 namespace bnlab::kernels {
@@ -65,8 +67,11 @@ INSTANTIATE_TEST_SUITE_P(Shapes, BnGradient,
                                            BnCase{2, 2, 1, false}),  // the smallest legal batch
                          [](const auto& info) {
                            const BnCase& c = info.param;
-                           return "N" + std::to_string(c.N) + "C" + std::to_string(c.C) + "S" +
-                                  std::to_string(c.S) + (c.affine ? "affine" : "plain");
+                           char name[64];
+                           std::snprintf(name, sizeof name, "N%ldC%ldS%ld%s", static_cast<long>(c.N),
+                                         static_cast<long>(c.C), static_cast<long>(c.S),
+                                         c.affine ? "affine" : "plain");
+                           return std::string(name);
                          });
 
 TEST(BnEval, InputGradientIsScaledUpstream) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "gradcheck.h"
 
 namespace bnlab::kernels {
@@ -87,8 +89,11 @@ INSTANTIATE_TEST_SUITE_P(Geometries, ConvKernel,
                                            ConvCase{{2, 4, 4, 2, 1, 1, 1, 0}, 1, true}),
                          [](const auto& info) {
                            const ConvCase& c = info.param;
-                           return "K" + std::to_string(c.g.kernel_h) + "S" + std::to_string(c.g.stride) +
-                                  "P" + std::to_string(c.g.padding) + (c.bias ? "bias" : "nobias");
+                           char name[64];
+                           std::snprintf(name, sizeof name, "K%ldS%ldP%ld%s", static_cast<long>(c.g.kernel_h),
+                                         static_cast<long>(c.g.stride), static_cast<long>(c.g.padding),
+                                         c.bias ? "bias" : "nobias");
+                           return std::string(name);
                          });
 
 }  // namespace

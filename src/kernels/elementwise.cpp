@@ -12,7 +12,7 @@ T keep_scale(float p) { return T(1) / static_cast<T>(1 - static_cast<double>(p))
 template <typename T>
 void relu_forward(T* y, const T* x, int64_t count) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  for (int64_t i = 0; i < count; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];  // NaN passes, as in PyTorch
 }
 
 template <typename T>

@@ -5,7 +5,7 @@
 
 namespace bnlab::kernels {
 
-// y = max(x, 0)
+// y = max(x, 0); NaN stays NaN, as PyTorch's relu, so divergence is seen downstream
 template <typename T>
 void relu_forward(T* y, const T* x, int64_t count);
 

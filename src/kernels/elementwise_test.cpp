@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "gradcheck.h"
 
 namespace bnlab::kernels {
@@ -28,6 +30,15 @@ TEST(ReluKernel, GradientAtZeroIsZero) {
   relu_backward(dx, dy, y, 2);
   EXPECT_EQ(dx[0], 0.0f);
   EXPECT_EQ(dx[1], 3.0f);
+}
+
+TEST(ReluKernel, NanPropagatesAsInPyTorch) {
+  const float x[3] = {std::nanf(""), -1.0f, 2.0f};
+  float y[3];
+  relu_forward(y, x, 3);
+  EXPECT_TRUE(std::isnan(y[0]));
+  EXPECT_EQ(y[1], 0.0f);
+  EXPECT_EQ(y[2], 2.0f);
 }
 
 TEST(DropoutKernel, KeepsAboutOneMinusPAndScales) {

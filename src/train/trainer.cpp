@@ -38,6 +38,17 @@ std::string first_non_finite_layer(const Network& net, int64_t n) {
   return "the loss only";
 }
 
+// Names the first parameter whose gradient holds a NaN or infinity, or returns "".
+std::string first_non_finite_gradient(Network& net) {
+  const std::vector<TensorView> grads = net.named_gradients();
+  for (const TensorView& g : grads) {
+    const float* v = static_cast<const float*>(g.data);
+    for (int64_t j = 0; j < numel(g.shape); ++j)
+      if (!std::isfinite(v[j])) return g.name;
+  }
+  return "";
+}
+
 }  // namespace
 
 EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size) {
@@ -109,6 +120,10 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
       }
       net.zero_grad();
       net.backward(dlogp.data(), n);
+      if (const std::string bad = first_non_finite_gradient(net); !bad.empty()) {
+        fail("training", "step " + std::to_string(step),
+             "gradient of " + bad + " is not finite (loss " + std::to_string(loss) + "; try a smaller --lr)");
+      }
       optimizer->step(net.parameters(), net.gradients(), lr);
       epoch_loss += loss;
       interval_loss += loss;

@@ -1,0 +1,141 @@
+// The bnlab command end to end on a slice of real MNIST: flags, outputs, files, exit codes.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CommandResult {
+  int status = -1;
+  std::string out;  // stdout and stderr together
+};
+
+CommandResult bnlab(const std::string& args) {
+  CommandResult r;
+  const std::string command = std::string(BNLAB_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("bnlab_cli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  fs::path dir_;
+};
+
+const char* kQuick = "--limit-train 640 --limit-test 500 --batch-size 64 --threads 2";
+
+TEST_F(Cli, TrainSavesEvaluatesAndWritesMetrics) {
+  const CommandResult train = bnlab(std::string("train ") + kQuick + " --save " + path("m.safetensors") +
+                          " --metrics " + path("m.csv") + " --log-interval 5");
+  ASSERT_EQ(train.status, 0) << train.out;
+  EXPECT_NE(train.out.find("test accuracy: "), std::string::npos) << train.out;
+  std::istringstream csv(read_file(path("m.csv")));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "step,epoch,train_loss,test_loss,test_accuracy,lr,seconds");
+  int rows = 0, epoch_rows = 0;
+  while (std::getline(csv, line)) {
+    ++rows;
+    if (line.find(",,") == std::string::npos) ++epoch_rows;
+  }
+  EXPECT_EQ(rows, 3);  // steps 5 and 10, then the epoch row
+  EXPECT_EQ(epoch_rows, 1);
+
+  const CommandResult eval = bnlab("eval --weights " + path("m.safetensors") + " --limit-test 500");
+  ASSERT_EQ(eval.status, 0) << eval.out;
+  // Eval reproduces the accuracy that training reported for the same test images.
+  const auto acc = [](const std::string& out) { return out.substr(out.find("test accuracy: "), 21); };
+  EXPECT_EQ(acc(train.out), acc(eval.out));
+}
+
+TEST_F(Cli, SameSeedSameThreadsGiveIdenticalCheckpoints) {
+  for (const char* name : {"a", "b"}) {
+    const CommandResult r = bnlab(std::string("train ") + kQuick + " --max-steps 6 --save " + path(name));
+    ASSERT_EQ(r.status, 0) << r.out;
+  }
+  EXPECT_EQ(read_file(path("a")), read_file(path("b")));
+  const CommandResult other = bnlab(std::string("train ") + kQuick + " --max-steps 6 --seed 2 --save " + path("c"));
+  ASSERT_EQ(other.status, 0);
+  EXPECT_NE(read_file(path("a")), read_file(path("c")));
+}
+
+TEST_F(Cli, FashionMnistTrainsWithTheSameCommand) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  const CommandResult r = bnlab(std::string("train --data fashion-mnist ") + kQuick + " --max-steps 5");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("test accuracy: "), std::string::npos);
+}
+
+TEST_F(Cli, OptimizersAndPresetsRun) {
+  for (const std::string extra : {"--optimizer sgd --lr 0.05 --momentum 0.9 --nesterov", "--optimizer adam --lr 0.001",
+                                  "--optimizer adamw --lr 0.001 --weight-decay 0.01", "--model seed-nobn",
+                                  "--model seed-bn-after-relu"}) {
+    const CommandResult r = bnlab(std::string("train ") + kQuick + " --max-steps 3 " + extra);
+    EXPECT_EQ(r.status, 0) << extra << "\n" << r.out;
+  }
+}
+
+TEST_F(Cli, BadInputExitsTwoWithOneLine) {
+  const CommandResult no_dir = bnlab("train --data " + path("missing"));
+  EXPECT_EQ(no_dir.status, 2);
+  EXPECT_EQ(no_dir.out, "bnlab: " + path("missing") + ": data: not a directory, nor mnist or fashion-mnist\n");
+
+  std::ofstream(path("bad.spec")) << "conv1: Conv2d out_channels=8 kernel_size=3\nfc: Linear out_features=10\n";
+  const CommandResult bad_spec = bnlab("train --model " + path("bad.spec"));
+  EXPECT_EQ(bad_spec.status, 2);
+  EXPECT_EQ(bad_spec.out, "bnlab: " + path("bad.spec") +
+                              ":2:5: Linear: input: expects (features) per sample, got 8x26x26 (add Flatten before it)\n");
+
+  std::ofstream(path("junk.safetensors")) << "not a checkpoint at all";
+  const CommandResult bad_ckpt = bnlab("eval --weights " + path("junk.safetensors"));
+  EXPECT_EQ(bad_ckpt.status, 2);
+  EXPECT_EQ(bad_ckpt.out.rfind("bnlab: " + path("junk.safetensors") + ": header: length ", 0), 0u) << bad_ckpt.out;
+
+  EXPECT_EQ(bnlab("train --epochs 0").status, 2);
+  EXPECT_EQ(bnlab("train --no-such-flag").status, 2);
+  EXPECT_EQ(bnlab("").status, 2);
+}
+
+TEST_F(Cli, DivergenceNamesTheStepAndLayer) {
+  const CommandResult r = bnlab(std::string("train ") + kQuick + " --model seed-nobn --optimizer sgd --lr 1e30");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("bnlab: training: step "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("first non-finite output in layer"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, HelpListsTheFlags) {
+  const CommandResult r = bnlab("train --help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* flag : {"--model", "--data", "--epochs", "--batch-size", "--test-batch-size", "--optimizer",
+                           "--lr", "--gamma", "--momentum", "--seed", "--threads", "--save", "--log-interval",
+                           "--max-steps", "--limit-train", "--metrics"}) {
+    EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+}  // namespace
