@@ -49,4 +49,8 @@ void save_checkpoint(Network& net, const std::string& path, const Metadata& meta
 // Returns the file's metadata.
 Metadata load_checkpoint(Network& net, const std::string& path);
 
+// Copies the named tensors out of an open file after checking every name, dtype and shape
+// (nothing is changed when one does not match).
+void copy_tensors(const SafetensorsFile& file, const std::vector<TensorView>& into);
+
 }  // namespace bnlab

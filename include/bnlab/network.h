@@ -54,6 +54,9 @@ class Network {
   std::span<float> parameters() { return params_; }
   std::span<float> gradients() { return grads_; }
   std::span<const float> parameters() const { return params_; }
+  // Running statistics and counters: what a skipped step must put back as it was.
+  std::span<float> buffers() { return buffers_; }
+  std::span<int64_t> counters() { return counters_; }
 
   // Every saved tensor under PyTorch's state_dict name, in PyTorch's order.
   std::vector<TensorView> state_dict();

@@ -2,6 +2,7 @@
 // step per mini-batch (the last one may be smaller), StepLR after each epoch, test after each epoch.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -20,6 +21,16 @@ struct TrainOptions {
   uint64_t seed = 1;
   int64_t log_interval = 10;  // batches between progress reports
   int64_t max_steps = 0;      // stop after this many steps in all (0: no limit)
+
+  // Resumable checkpoints (model, optimizer state, schedule and position in the data), written
+  // atomically to checkpoint_path every checkpoint_every steps (0: never) and when stopped.
+  std::string checkpoint_path;
+  int64_t checkpoint_every = 0;
+  // Set from a signal handler: finish the current step, write the checkpoint, return.
+  const std::atomic<bool>* stop_requested = nullptr;
+
+  enum class OnNan { Stop, Skip };
+  OnNan on_nan = OnNan::Stop;  // Skip: drop the batch, restore BN statistics, carry on
 };
 
 struct StepReport {
@@ -52,13 +63,20 @@ class TrainObserver {
 
 struct TrainResult {
   int64_t steps = 0, epochs = 0;
+  int64_t skipped = 0;      // batches dropped for a non-finite loss or gradient (OnNan::Skip)
+  bool interrupted = false;  // stop_requested was seen; the checkpoint holds the run
   EvalResult test;
   double seconds = 0;
 };
 
-// Initializes nothing: `net` arrives initialized (or loaded) and leaves trained.
+// Initializes nothing: `net` arrives initialized (or loaded) and leaves trained. With
+// `resume_path`, the network, optimizer and position are restored from a checkpoint written by
+// an earlier run with the same options; the run then continues bit for bit as if never stopped.
 TrainResult train(Network& net, const DataSource& data, const TrainOptions& options,
-                  TrainObserver& observer);
+                  TrainObserver& observer, const std::string& resume_path = "");
+
+// The optimizer step at which a training checkpoint was written (for trimming metrics on resume).
+int64_t checkpoint_step(const std::string& path);
 
 // Eval-mode pass over a whole set in batches of `batch_size`.
 EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size);

@@ -12,23 +12,27 @@ void save_checkpoint(Network& net, const std::string& path, const Metadata& meta
   write_safetensors(path, net.state_dict(), meta);
 }
 
-Metadata load_checkpoint(Network& net, const std::string& path) {
-  const SafetensorsFile file = read_safetensors(path);
-  const std::vector<TensorView> state = net.state_dict();
-  // Check everything before changing anything, so a bad file leaves the network as it was.
-  for (const TensorView& t : state) {
+void copy_tensors(const SafetensorsFile& file, const std::vector<TensorView>& into) {
+  // Check everything before changing anything, so a bad file leaves the targets as they were.
+  for (const TensorView& t : into) {
     if (t.dtype == DType::F32) file.f32(t.name, t.shape);
     else file.i64(t.name, t.shape);
   }
+  for (const TensorView& t : into) {
+    const SafetensorsEntry& e = file.entries.at(t.name);
+    std::memcpy(t.data, file.data.data() + e.begin, static_cast<size_t>(e.end - e.begin));
+  }
+}
+
+Metadata load_checkpoint(Network& net, const std::string& path) {
+  const SafetensorsFile file = read_safetensors(path);
+  const std::vector<TensorView> state = net.state_dict();
   for (const auto& [name, entry] : file.entries) {
     bool known = false;
     for (const TensorView& t : state) known = known || t.name == name;
     if (!known) fail(path, "tensor '" + name + "'", "unexpected: the network has no such tensor");
   }
-  for (const TensorView& t : state) {
-    const SafetensorsEntry& e = file.entries.at(t.name);
-    std::memcpy(t.data, file.data.data() + e.begin, static_cast<size_t>(e.end - e.begin));
-  }
+  copy_tensors(file, state);
   return file.metadata;
 }
 

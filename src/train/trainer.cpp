@@ -6,6 +6,7 @@
 #include "bnlab/loss.h"
 #include "bnlab/rng.h"
 #include "bnlab/train.h"
+#include "train/resume.h"
 
 namespace bnlab {
 namespace {
@@ -74,10 +75,13 @@ EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, 
 }
 
 TrainResult train(Network& net, const DataSource& data, const TrainOptions& options,
-                  TrainObserver& observer) {
+                  TrainObserver& observer, const std::string& resume_path) {
   if (options.batch_size <= 0) fail("train", "batch_size", "must be positive");
   if (options.test_batch_size <= 0) fail("train", "test_batch_size", "must be positive");
   if (options.epochs <= 0) fail("train", "epochs", "must be positive");
+  if (options.checkpoint_every > 0 && options.checkpoint_path.empty()) {
+    fail("train", "checkpoint_every", "needs a checkpoint path");
+  }
   const Dataset& set = data.train;
   const Shape expected{1, set.height, set.width};
   if (net.input_shape() != expected) {
@@ -90,66 +94,116 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
   net.reserve_inference(options.test_batch_size);
 
   std::unique_ptr<Optimizer> optimizer = make_optimizer(options.optimizer, static_cast<int64_t>(net.parameters().size()));
+  TrainPosition at;
+  if (!resume_path.empty()) at = load_train_checkpoint(resume_path, net, *optimizer, options, data);
   const StepLR schedule{.base_lr = options.optimizer.lr, .gamma = options.gamma};
   std::vector<float> input(static_cast<size_t>(options.batch_size * pixels));
   std::vector<float> dlogp(static_cast<size_t>(options.batch_size * classes));
   std::vector<uint8_t> labels(static_cast<size_t>(options.batch_size));
   std::vector<int64_t> order(static_cast<size_t>(set.count));
+  // What a skipped step puts back: BN statistics move during the forward pass.
+  std::vector<float> saved_buffers(net.buffers().size());
+  std::vector<int64_t> saved_counters(net.counters().size());
   const uint64_t dropout_key = derive_key(options.seed, static_cast<uint64_t>(Stream::Dropout));
+  const int64_t batches = (set.count + options.batch_size - 1) / options.batch_size;
 
   const auto start = Clock::now();
+  auto elapsed = [&] { return at.seconds + seconds_since(start); };
+  // `position` is where a resumed run starts: always the beginning of a batch.
+  auto checkpoint = [&](TrainPosition position) {
+    if (options.checkpoint_path.empty()) return;  // a library caller that only wants to stop
+    position.seconds = elapsed();
+    save_train_checkpoint(options.checkpoint_path, net, *optimizer, options, data, position);
+  };
+  auto interrupt_requested = [&] { return options.stop_requested && options.stop_requested->load(); };
   TrainResult result;
-  int64_t step = 0;
-  bool stop = false;
-  for (int64_t epoch = 0; epoch < options.epochs && !stop; ++epoch) {
-    const double lr = schedule.lr_at(epoch);
-    shuffle(order, options.seed, epoch);
-    double epoch_loss = 0, interval_loss = 0;
-    int64_t epoch_batches = 0, interval_batches = 0;
-    for (int64_t begin = 0; begin < set.count && !stop; begin += options.batch_size) {
+  bool stop = options.max_steps > 0 && at.step >= options.max_steps;
+  for (; at.epoch < options.epochs && !stop; ++at.epoch) {
+    const double lr = schedule.lr_at(at.epoch);
+    shuffle(order, options.seed, at.epoch);
+    while (at.batch < batches && !stop) {
+      const int64_t begin = at.batch * options.batch_size;
       const int64_t n = std::min(options.batch_size, set.count - begin);
       gather_batch(input.data(), labels.data(), set, data, order.data() + begin, n);
-      ++step;
+      if (options.on_nan == TrainOptions::OnNan::Skip) {
+        std::copy(net.buffers().begin(), net.buffers().end(), saved_buffers.begin());
+        std::copy(net.counters().begin(), net.counters().end(), saved_counters.begin());
+      }
+      ++at.step;
       const float* logp = net.forward(input.data(), n,
-                                      {.mode = Mode::Train, .random_key = derive_key(dropout_key, static_cast<uint64_t>(step))});
+                                      {.mode = Mode::Train, .random_key = derive_key(dropout_key, static_cast<uint64_t>(at.step))});
       const double loss = nll_loss(dlogp.data(), logp, labels.data(), n, classes);
+      std::string fault;
       if (!std::isfinite(loss)) {
-        fail("training", "step " + std::to_string(step),
-             "loss is " + std::to_string(loss) + "; first non-finite output in " +
-                 first_non_finite_layer(net, n) + " (try a smaller --lr)");
+        fault = "loss is " + std::to_string(loss) + "; first non-finite output in " + first_non_finite_layer(net, n);
+      } else {
+        net.zero_grad();
+        net.backward(dlogp.data(), n);
+        if (const std::string bad = first_non_finite_gradient(net); !bad.empty()) {
+          fault = "gradient of " + bad + " is not finite (loss " + std::to_string(loss) + ")";
+        }
       }
-      net.zero_grad();
-      net.backward(dlogp.data(), n);
-      if (const std::string bad = first_non_finite_gradient(net); !bad.empty()) {
-        fail("training", "step " + std::to_string(step),
-             "gradient of " + bad + " is not finite (loss " + std::to_string(loss) + "; try a smaller --lr)");
+      if (!fault.empty() && options.on_nan == TrainOptions::OnNan::Stop) {
+        fail("training", "step " + std::to_string(at.step),
+             fault + "; try a smaller --lr" +
+                 (options.checkpoint_path.empty() ? "" : "; the last good checkpoint is " + options.checkpoint_path));
       }
-      optimizer->step(net.parameters(), net.gradients(), lr);
-      epoch_loss += loss;
-      interval_loss += loss;
-      ++epoch_batches;
-      ++interval_batches;
-      const bool last = begin + n >= set.count;
-      stop = options.max_steps > 0 && step >= options.max_steps;
-      if (step % options.log_interval == 0 || last || stop) {
-        observer.on_step({.step = step, .epoch = epoch + 1, .seen = begin + n, .epoch_size = set.count,
-                          .train_loss = interval_loss / static_cast<double>(interval_batches),
-                          .lr = lr, .seconds = seconds_since(start)});
-        interval_loss = 0;
-        interval_batches = 0;
+      if (!fault.empty()) {
+        std::copy(saved_buffers.begin(), saved_buffers.end(), net.buffers().begin());
+        std::copy(saved_counters.begin(), saved_counters.end(), net.counters().begin());
+        ++at.skipped;
+      } else {
+        optimizer->step(net.parameters(), net.gradients(), lr);
+        at.epoch_loss += loss;
+        at.interval_loss += loss;
+        ++at.epoch_batches;
+        ++at.interval_batches;
       }
+      ++at.batch;
+      stop = options.max_steps > 0 && at.step >= options.max_steps;
+      if (at.step % options.log_interval == 0 || at.batch == batches || stop) {
+        observer.on_step({.step = at.step, .epoch = at.epoch + 1, .seen = begin + n, .epoch_size = set.count,
+                          .train_loss = at.interval_loss / static_cast<double>(std::max<int64_t>(at.interval_batches, 1)),
+                          .lr = lr, .seconds = elapsed()});
+        at.interval_loss = 0;
+        at.interval_batches = 0;
+      }
+      if (at.batch == batches) break;  // the epoch's evaluation and its checkpoint follow
+      if (interrupt_requested()) {
+        checkpoint(at);
+        result.interrupted = true;
+        break;
+      }
+      if (options.checkpoint_every > 0 && at.step % options.checkpoint_every == 0) checkpoint(at);
     }
-    EpochReport report{.step = step, .epoch = epoch + 1,
-                       .train_loss = epoch_loss / static_cast<double>(std::max<int64_t>(epoch_batches, 1)),
+    if (result.interrupted) break;
+    // After every epoch, and when --max-steps ends the run inside one.
+    EpochReport report{.step = at.step, .epoch = at.epoch + 1,
+                       .train_loss = at.epoch_loss / static_cast<double>(std::max<int64_t>(at.epoch_batches, 1)),
                        .test = evaluate(net, data.test, data, options.test_batch_size),
                        .lr = lr, .seconds = 0};
-    report.seconds = seconds_since(start);
+    report.seconds = elapsed();
     observer.on_epoch(report);
     result.test = report.test;
-    result.epochs = epoch + 1;
+    result.epochs = at.epoch + 1;
+    at.epoch_loss = 0;
+    at.epoch_batches = 0;
+    at.batch = 0;
+    const bool due = options.checkpoint_every > 0 && at.step % options.checkpoint_every == 0;
+    if (due || interrupt_requested()) {
+      TrainPosition next = at;
+      ++next.epoch;
+      checkpoint(next);
+      if (interrupt_requested()) {
+        result.interrupted = true;
+        ++at.epoch;
+        break;
+      }
+    }
   }
-  result.steps = step;
-  result.seconds = seconds_since(start);
+  result.steps = at.step;
+  result.skipped = at.skipped;
+  result.seconds = elapsed();
   return result;
 }
 

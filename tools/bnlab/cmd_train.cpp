@@ -1,4 +1,6 @@
 // bnlab train: the PyTorch MNIST example's flags and recipe (Adadelta lr 1.0, StepLR gamma 0.7).
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 
@@ -21,7 +23,20 @@ struct TrainFlags {
   int threads = 0;
   std::string save, metrics;
   int64_t limit_train = 0, limit_test = 0;
+  std::string resume;
+  std::string on_nan = "stop";
 };
+
+// Ctrl-C or SIGTERM: the loop finishes its step, writes the checkpoint and returns. A second
+// signal falls through to the default action and ends the process at once.
+std::atomic<bool> g_stop_requested{false};
+volatile std::sig_atomic_t g_signal = 0;
+
+extern "C" void request_stop(int signal) {
+  g_signal = signal;
+  g_stop_requested.store(true);
+  std::signal(signal, SIG_DFL);
+}
 
 void run_train(const TrainFlags& f) {
   set_threads(f.threads);
@@ -48,10 +63,28 @@ void run_train(const TrainFlags& f) {
   observers.add(&console);
   std::unique_ptr<MetricsCsv> metrics;
   if (!f.metrics.empty()) {
-    metrics = std::make_unique<MetricsCsv>(f.metrics);
+    metrics = f.resume.empty() ? std::make_unique<MetricsCsv>(f.metrics)
+                               : std::make_unique<MetricsCsv>(f.metrics, checkpoint_step(f.resume));
     observers.add(metrics.get());
   }
-  const TrainResult result = train(net, data, options, observers);
+  options.on_nan = f.on_nan == "skip" ? TrainOptions::OnNan::Skip : TrainOptions::OnNan::Stop;
+  options.stop_requested = &g_stop_requested;
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
+  const TrainResult result = train(net, data, options, observers, f.resume);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (result.interrupted) {
+    std::printf("\ninterrupted by %s after step %lld: checkpoint written to %s\n"
+                "resume with the same command and --resume %s\n",
+                g_signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(result.steps),
+                options.checkpoint_path.c_str(), options.checkpoint_path.c_str());
+    std::fflush(stdout);
+    throw Interrupted{128 + static_cast<int>(g_signal)};
+  }
+  if (result.skipped > 0) {
+    std::printf("skipped %lld batches with a non-finite loss or gradient\n", static_cast<long long>(result.skipped));
+  }
   std::printf("test accuracy: %.2f%%\n", result.test.accuracy());
   std::printf("trained %lld steps in %.1f s (%.0f images/s including evaluation)\n",
               static_cast<long long>(result.steps), result.seconds,
@@ -87,6 +120,15 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--max-steps", flags->train.max_steps, "Stop after this many optimizer steps (0: no limit)")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--limit-train", flags->limit_train, "Use only the first N training images")->check(CLI::PositiveNumber);
   cmd->add_option("--limit-test", flags->limit_test, "Use only the first N test images")->check(CLI::PositiveNumber);
+  flags->train.checkpoint_path = "checkpoint.safetensors";
+  cmd->add_option("--checkpoint", flags->train.checkpoint_path,
+                  "Training checkpoint file, written atomically (model, optimizer, position)")->capture_default_str();
+  cmd->add_option("--checkpoint-every", flags->train.checkpoint_every,
+                  "Write the training checkpoint every N steps and after each such epoch (0: only when interrupted)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--resume", flags->resume, "Continue the run saved in this training checkpoint (same flags)");
+  cmd->add_option("--on-nan", flags->on_nan, "On a NaN/Inf loss or gradient: stop, or skip the batch")
+      ->capture_default_str()->check(CLI::IsMember({"stop", "skip"}));
   cmd->callback([flags] { run_train(*flags); });
 }
 

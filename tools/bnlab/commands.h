@@ -5,6 +5,11 @@
 
 namespace bnlab::cli {
 
+// Thrown by a command that stopped on a signal after saving its work; main exits with `status`.
+struct Interrupted {
+  int status;
+};
+
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  } catch (const bnlab::cli::Interrupted& i) {
+    return i.status;
   } catch (const bnlab::Error& e) {
     std::fprintf(stderr, "bnlab: %s\n", e.what());
     return 2;

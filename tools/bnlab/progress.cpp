@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "bnlab/error.h"
 
 namespace bnlab::cli {
@@ -30,6 +32,23 @@ MetricsCsv::MetricsCsv(const std::string& path) : path_(path) {
   file_ = std::fopen(path.c_str(), "w");
   if (!file_) fail(path, "--metrics", "cannot create the file");
   std::fprintf(file_, "step,epoch,train_loss,test_loss,test_accuracy,lr,seconds\n");
+  std::fflush(file_);
+}
+
+MetricsCsv::MetricsCsv(const std::string& path, int64_t resume_after_step) : path_(path) {
+  std::vector<std::string> kept;
+  if (std::FILE* old = std::fopen(path.c_str(), "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, old)) {
+      const bool header = kept.empty();
+      if (header || std::strtoll(line, nullptr, 10) <= resume_after_step) kept.emplace_back(line);
+    }
+    std::fclose(old);
+  }
+  file_ = std::fopen(path.c_str(), "w");
+  if (!file_) fail(path, "--metrics", "cannot create the file");
+  if (kept.empty()) kept.emplace_back("step,epoch,train_loss,test_loss,test_accuracy,lr,seconds\n");
+  for (const std::string& l : kept) std::fputs(l.c_str(), file_);
   std::fflush(file_);
 }
 

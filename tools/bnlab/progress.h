@@ -24,6 +24,8 @@ class ConsoleProgress final : public TrainObserver {
 class MetricsCsv final : public TrainObserver {
  public:
   explicit MetricsCsv(const std::string& path);
+  // For a resumed run: keeps the rows up to `step` of an existing file and appends after them.
+  MetricsCsv(const std::string& path, int64_t resume_after_step);
   ~MetricsCsv() override;
   MetricsCsv(const MetricsCsv&) = delete;
   MetricsCsv& operator=(const MetricsCsv&) = delete;
