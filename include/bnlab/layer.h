@@ -72,6 +72,10 @@ class Layer {
   // A view layer's output is its input (Flatten): the network aliases the buffers.
   virtual bool is_view() const { return false; }
 
+  // Asked by Network::fuse_batchnorm_relu when a ReLU follows: a layer that can apply the ReLU
+  // itself (BatchNorm) says yes, and from then on its output is the ReLU's.
+  virtual bool fuse_relu() { return false; }
+
   // y (n, out...) from x (n, in...).
   virtual void forward(float* y, const float* x, int64_t n, const RunContext& ctx) = 0;
 

@@ -32,6 +32,11 @@ class Network {
   Network& operator=(Network&&) noexcept;
   ~Network();
 
+  // Lets each BatchNorm followed by a ReLU apply the ReLU in its own pass (one read and write of
+  // the activations fewer each way, and one activation buffer fewer). Outputs are unchanged;
+  // activation(i) of the absorbed ReLU is the BatchNorm's. Call before reserve().
+  void fuse_batchnorm_relu();
+
   // PyTorch's default initialization, drawn from `seed`; running statistics reset.
   void initialize(uint64_t seed);
 
@@ -82,6 +87,9 @@ class Network {
   };
 
   std::vector<NamedLayer> layers_;
+  std::vector<bool> absorbed_;  // a ReLU fused into the layer before it
+  // A layer whose output is its input's memory: a view, or a ReLU absorbed by the layer before.
+  bool aliased(size_t i) const { return absorbed_[i] || layers_[i].layer->is_view(); }
   std::vector<Shape> shapes_;  // shapes_[0] input, shapes_[i+1] output of layer i (per sample)
   std::vector<std::vector<Slot>> slots_;
   std::vector<float> params_, grads_, buffers_;

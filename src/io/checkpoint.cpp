@@ -27,6 +27,12 @@ void copy_tensors(const SafetensorsFile& file, const std::vector<TensorView>& in
 Metadata load_checkpoint(Network& net, const std::string& path) {
   const SafetensorsFile file = read_safetensors(path);
   const std::vector<TensorView> state = net.state_dict();
+  // Missing or mis-shaped tensors first (the likelier mistake), then extra ones; nothing is
+  // copied until all is checked.
+  for (const TensorView& t : state) {
+    if (t.dtype == DType::F32) file.f32(t.name, t.shape);
+    else file.i64(t.name, t.shape);
+  }
   for (const auto& [name, entry] : file.entries) {
     bool known = false;
     for (const TensorView& t : state) known = known || t.name == name;

@@ -1,32 +1,28 @@
 // Batch-normalization kernels; see batchnorm.h for the math and its source. Each channel is
-// reduced by one thread (static schedule), so results do not depend on timing.
+// reduced by one thread (static schedule), so results do not depend on timing. The row loops
+// live in rows.cpp, compiled per instruction set.
 #include "kernels/batchnorm.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "kernels/rows.h"
 
 namespace bnlab::kernels {
 
 template <typename T>
 void bn_stats(T* mean, T* var_sum, const T* x, int64_t N, int64_t C, int64_t S) {
-  const int64_t count = N * S;
+  const double count = static_cast<double>(N * S);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    double sum = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const T* row = x + (n * C + c) * S;
-      for (int64_t s = 0; s < S; ++s) sum += row[s];
-    }
-    const T m = static_cast<T>(sum / static_cast<double>(count));
-    double squares = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const T* row = x + (n * C + c) * S;
-      for (int64_t s = 0; s < S; ++s) {
-        const T d = row[s] - m;  // in T, as PyTorch: the deviation from the rounded mean
-        squares += d * d;
-      }
-    }
-    mean[c] = m;
-    var_sum[c] = static_cast<T>(squares);
+    // One pass over shifted values: with the shift inside the data's range (its first element),
+    // sum((x-k)^2) - sum(x-k)^2/n loses no precision to a large mean.
+    const T shift = x[c * S];
+    double sum = 0, squares = 0;
+    for (int64_t n = 0; n < N; ++n) row_shifted_sums(x + (n * C + c) * S, S, shift, &sum, &squares);
+    const double mean_shifted = sum / count;
+    mean[c] = static_cast<T>(shift + mean_shifted);
+    var_sum[c] = static_cast<T>(std::max(0.0, squares - sum * mean_shifted));
   }
 }
 
@@ -65,29 +61,34 @@ void bn_normalize(T* y, const T* x, const T* mean, const T* invstd, const T* wei
     for (int64_t c = 0; c < C; ++c) {
       const T alpha = invstd[c] * (weight ? weight[c] : T(1));
       const T beta = (bias ? bias[c] : T(0)) - mean[c] * alpha;
-      const T* in = x + (n * C + c) * S;
-      T* out = y + (n * C + c) * S;
-      for (int64_t s = 0; s < S; ++s) out[s] = in[s] * alpha + beta;
+      row_affine(y + (n * C + c) * S, x + (n * C + c) * S, S, alpha, beta);
+    }
+  }
+}
+
+template <typename T>
+void bn_normalize_relu(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
+                       const T* bias, int64_t N, int64_t C, int64_t S) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const T alpha = invstd[c] * (weight ? weight[c] : T(1));
+      const T beta = (bias ? bias[c] : T(0)) - mean[c] * alpha;
+      row_affine_relu(y + (n * C + c) * S, x + (n * C + c) * S, S, alpha, beta);
     }
   }
 }
 
 template <typename T>
 void bn_backward_reduce(double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x,
-                        const T* mean, int64_t N, int64_t C, int64_t S) {
+                        const T* mean, const T* relu_out, int64_t N, int64_t C, int64_t S) {
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     double sum = 0, dot = 0;
     for (int64_t n = 0; n < N; ++n) {
-      const T* g = dy + (n * C + c) * S;
-      const T* in = x + (n * C + c) * S;
-      T row_sum = 0, row_dot = 0;  // PyTorch reduces each row in T, then accumulates in double
-      for (int64_t s = 0; s < S; ++s) {
-        row_sum += g[s];
-        row_dot += (in[s] - mean[c]) * g[s];
-      }
-      sum += row_sum;
-      dot += row_dot;
+      const int64_t row = (n * C + c) * S;
+      if (relu_out) row_sum_dot_masked(dy + row, relu_out + row, x + row, S, mean[c], &sum, &dot);
+      else row_sum_dot(dy + row, x + row, S, mean[c], &sum, &dot);
     }
     sum_dy[c] = sum;
     sum_dy_xmu[c] = dot;
@@ -96,32 +97,38 @@ void bn_backward_reduce(double* sum_dy, double* sum_dy_xmu, const T* dy, const T
 
 template <typename T>
 void bn_backward_input_train(T* dx, const T* dy, const T* x, const T* mean, const T* invstd,
-                             const T* weight, const double* sum_dy, const double* sum_dy_xmu,
-                             int64_t count, int64_t N, int64_t C, int64_t S) {
+                             const T* weight, const T* relu_out, const double* sum_dy,
+                             const double* sum_dy_xmu, int64_t count, int64_t N, int64_t C,
+                             int64_t S) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
       const T k = static_cast<T>(sum_dy_xmu[c]) * invstd[c] * invstd[c] / static_cast<T>(count);
       const T grad_mean = static_cast<T>(sum_dy[c]) / static_cast<T>(count);
       const T scale = invstd[c] * (weight ? weight[c] : T(1));
-      const T* g = dy + (n * C + c) * S;
-      const T* in = x + (n * C + c) * S;
-      T* out = dx + (n * C + c) * S;
-      for (int64_t s = 0; s < S; ++s) out[s] = (g[s] - grad_mean - (in[s] - mean[c]) * k) * scale;
+      const int64_t row = (n * C + c) * S;
+      if (relu_out) {
+        row_bn_input_grad_masked(dx + row, dy + row, relu_out + row, x + row, S, mean[c], k, grad_mean, scale);
+      } else {
+        row_bn_input_grad(dx + row, dy + row, x + row, S, mean[c], k, grad_mean, scale);
+      }
     }
   }
 }
 
 template <typename T>
-void bn_backward_input_eval(T* dx, const T* dy, const T* invstd, const T* weight, int64_t N,
-                            int64_t C, int64_t S) {
+void bn_backward_input_eval(T* dx, const T* dy, const T* invstd, const T* weight,
+                            const T* relu_out, int64_t N, int64_t C, int64_t S) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
       const T scale = invstd[c] * (weight ? weight[c] : T(1));
-      const T* g = dy + (n * C + c) * S;
-      T* out = dx + (n * C + c) * S;
-      for (int64_t s = 0; s < S; ++s) out[s] = g[s] * scale;
+      const int64_t row = (n * C + c) * S;
+      if (relu_out) {
+        for (int64_t s = 0; s < S; ++s) dx[row + s] = relu_out[row + s] > T(0) ? dy[row + s] * scale : T(0);
+      } else {
+        row_affine(dx + row, dy + row, S, scale, T(0));
+      }
     }
   }
 }
@@ -142,13 +149,15 @@ void bn_backward_params(T* dweight, T* dbias, const double* sum_dy, const double
   template void bn_update_running<T>(T*, T*, const T*, const T*, int64_t, double, int64_t);    \
   template void bn_normalize<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
                                 int64_t, int64_t);                                             \
-  template void bn_backward_reduce<T>(double*, double*, const T*, const T*, const T*, int64_t, \
-                                      int64_t, int64_t);                                       \
+  template void bn_normalize_relu<T>(T*, const T*, const T*, const T*, const T*, const T*,     \
+                                     int64_t, int64_t, int64_t);                               \
+  template void bn_backward_reduce<T>(double*, double*, const T*, const T*, const T*,         \
+                                      const T*, int64_t, int64_t, int64_t);                    \
   template void bn_backward_input_train<T>(T*, const T*, const T*, const T*, const T*,         \
-                                           const T*, const double*, const double*, int64_t,    \
-                                           int64_t, int64_t, int64_t);                         \
-  template void bn_backward_input_eval<T>(T*, const T*, const T*, const T*, int64_t, int64_t,  \
-                                          int64_t);                                            \
+                                           const T*, const T*, const double*, const double*,   \
+                                           int64_t, int64_t, int64_t, int64_t);                \
+  template void bn_backward_input_eval<T>(T*, const T*, const T*, const T*, const T*, int64_t, \
+                                          int64_t, int64_t);                                   \
   template void bn_backward_params<T>(T*, T*, const double*, const double*, const T*, int64_t);
 BNLAB_INSTANTIATE(float)
 BNLAB_INSTANTIATE(double)

@@ -5,9 +5,12 @@
 //   forward:  bn_stats -> (merge across processes) -> bn_invstd -> bn_normalize
 //   backward: bn_backward_reduce -> (sum across processes) -> bn_backward_input, bn_backward_params
 //
-// Numerics follow PyTorch's CPU kernel (aten/src/ATen/native/cpu/batch_norm_kernel.cpp, 1.13):
-// the mean is summed in double and rounded to float, the squared deviations from that float mean
-// are summed in double; y = x * alpha + beta with alpha = weight * invstd, beta = bias - mean * alpha.
+// Numerics follow PyTorch's CPU kernel (aten/src/ATen/native/cpu/batch_norm_kernel.cpp, 1.13) in
+// what it computes and in which precision (statistics in double, rounded to float; y = x * alpha
+// + beta with alpha = weight * invstd, beta = bias - mean * alpha), but not in how: PyTorch reads
+// the input twice for the mean and the squared deviations, bn_stats reads it once, summing
+// shifted values (x - k, k the channel's first element) and their squares in double. The shift
+// keeps the large-mean, tiny-variance case exact (Chan, Golub, LeVeque 1983, "shifted data").
 #pragma once
 
 #include <cstdint>
@@ -37,22 +40,31 @@ template <typename T>
 void bn_normalize(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
                   const T* bias, int64_t N, int64_t C, int64_t S);
 
+// y = max(x * alpha + beta, 0): BN followed by ReLU in one pass.
+template <typename T>
+void bn_normalize_relu(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
+                       const T* bias, int64_t N, int64_t C, int64_t S);
+
 // sum_dy[c] = sum(dy[:, c, :]); sum_dy_xmu[c] = sum(dy * (x - mean[c])). Both (C), in double.
+// With relu_out (the output of bn_normalize_relu), dy counts only where relu_out > 0: the
+// backward of the fused ReLU. relu_out may be null.
 template <typename T>
 void bn_backward_reduce(double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x,
-                        const T* mean, int64_t N, int64_t C, int64_t S);
+                        const T* mean, const T* relu_out, int64_t N, int64_t C, int64_t S);
 
 // Training mode, statistics from the batch (count values per channel):
 //   dx = (dy - sum_dy/count - (x - mean) * sum_dy_xmu * invstd^2 / count) * invstd * weight
+// relu_out as for bn_backward_reduce.
 template <typename T>
 void bn_backward_input_train(T* dx, const T* dy, const T* x, const T* mean, const T* invstd,
-                             const T* weight, const double* sum_dy, const double* sum_dy_xmu,
-                             int64_t count, int64_t N, int64_t C, int64_t S);
+                             const T* weight, const T* relu_out, const double* sum_dy,
+                             const double* sum_dy_xmu, int64_t count, int64_t N, int64_t C,
+                             int64_t S);
 
-// Eval mode, statistics fixed: dx = dy * invstd * weight.
+// Eval mode, statistics fixed: dx = dy * invstd * weight (dy masked by relu_out if set).
 template <typename T>
-void bn_backward_input_eval(T* dx, const T* dy, const T* invstd, const T* weight, int64_t N,
-                            int64_t C, int64_t S);
+void bn_backward_input_eval(T* dx, const T* dy, const T* invstd, const T* weight,
+                            const T* relu_out, int64_t N, int64_t C, int64_t S);
 
 // Parameter gradients accumulate: dweight += sum_dy_xmu * invstd, dbias += sum_dy.
 template <typename T>

@@ -31,10 +31,10 @@ double bn_train_loss(const BnCase& c, const std::vector<double>& x, const std::v
   bn_normalize(y.data(), x.data(), mean.data(), invstd.data(), wp, bp, c.N, c.C, c.S);
   if (dx) {
     std::vector<double> sum_dy(c.C), sum_dy_xmu(c.C);
-    bn_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), r.data(), x.data(), mean.data(), c.N, c.C, c.S);
+    bn_backward_reduce<double>(sum_dy.data(), sum_dy_xmu.data(), r.data(), x.data(), mean.data(), nullptr, c.N, c.C, c.S);
     dx->assign(x.size(), 0);
-    bn_backward_input_train(dx->data(), r.data(), x.data(), mean.data(), invstd.data(), wp,
-                            sum_dy.data(), sum_dy_xmu.data(), c.N * c.S, c.N, c.C, c.S);
+    bn_backward_input_train<double>(dx->data(), r.data(), x.data(), mean.data(), invstd.data(), wp,
+                                    nullptr, sum_dy.data(), sum_dy_xmu.data(), c.N * c.S, c.N, c.C, c.S);
     dw->assign(c.C, 0);
     db->assign(c.C, 0);
     bn_backward_params(dw->data(), db->data(), sum_dy.data(), sum_dy_xmu.data(), invstd.data(), c.C);
@@ -74,6 +74,29 @@ INSTANTIATE_TEST_SUITE_P(Shapes, BnGradient,
                            return std::string(name);
                          });
 
+TEST(BnFusedRelu, BackwardMatchesFiniteDifferencesOfReluOfBn) {
+  const int64_t N = 4, C = 3, S = 5;
+  std::vector<double> x = random_vector(N * C * S, 11, 1.5, 0.2);
+  std::vector<double> w = random_vector(C, 12, 0.3, 1.0), b = random_vector(C, 13, 0.5);
+  const std::vector<double> r = random_vector(x.size(), 14);
+  std::vector<double> mean(C), var_sum(C), invstd(C), y(x.size());
+  auto forward = [&] {
+    bn_stats(mean.data(), var_sum.data(), x.data(), N, C, S);
+    bn_invstd_from_var_sum(invstd.data(), var_sum.data(), N * S, 1e-5, C);
+    bn_normalize_relu<double>(y.data(), x.data(), mean.data(), invstd.data(), w.data(), b.data(), N, C, S);
+    return testing::dot(y, r);
+  };
+  forward();
+  std::vector<double> sum_dy(C), sum_dy_xmu(C), dx(x.size()), dw(C, 0.0), db(C, 0.0);
+  bn_backward_reduce<double>(sum_dy.data(), sum_dy_xmu.data(), r.data(), x.data(), mean.data(), y.data(), N, C, S);
+  bn_backward_input_train<double>(dx.data(), r.data(), x.data(), mean.data(), invstd.data(), w.data(), y.data(),
+                                  sum_dy.data(), sum_dy_xmu.data(), N * S, N, C, S);
+  bn_backward_params(dw.data(), db.data(), sum_dy.data(), sum_dy_xmu.data(), invstd.data(), C);
+  expect_gradient("dx", x, dx, forward);
+  expect_gradient("dweight", w, dw, forward);
+  expect_gradient("dbias", b, db, forward);
+}
+
 TEST(BnEval, InputGradientIsScaledUpstream) {
   const int64_t N = 3, C = 2, S = 4;
   std::vector<double> x = random_vector(N * C * S, 5), w = random_vector(C, 6, 0.5, 1.0);
@@ -86,7 +109,7 @@ TEST(BnEval, InputGradientIsScaledUpstream) {
     return testing::dot(y, r);
   };
   std::vector<double> dx(x.size());
-  bn_backward_input_eval(dx.data(), r.data(), invstd.data(), w.data(), N, C, S);
+  bn_backward_input_eval<double>(dx.data(), r.data(), invstd.data(), w.data(), nullptr, N, C, S);
   expect_gradient("dx eval", x, dx, loss);
 }
 

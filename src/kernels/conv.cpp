@@ -9,6 +9,16 @@
 
 namespace bnlab::kernels {
 
+namespace {
+// Output columns ow whose input column ow*stride - pad + k lies inside [0, width): [lo, hi).
+void valid_columns(int64_t* lo, int64_t* hi, int64_t k, const ConvGeometry& g, int64_t Wo) {
+  const int64_t offset = k - g.padding;  // iw = ow * stride + offset
+  *lo = offset >= 0 ? 0 : (-offset + g.stride - 1) / g.stride;
+  *hi = g.width - offset <= 0 ? 0 : std::min(Wo, (g.width - offset + g.stride - 1) / g.stride);
+  *lo = std::min(*lo, *hi);
+}
+}  // namespace
+
 template <typename T>
 void im2col(T* col, const T* x, const ConvGeometry& g) {
   const int64_t Ho = g.out_height(), Wo = g.out_width();
@@ -16,6 +26,8 @@ void im2col(T* col, const T* x, const ConvGeometry& g) {
     for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
       for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
         T* row = col + ((i * g.kernel_h + kh) * g.kernel_w + kw) * Ho * Wo;
+        int64_t lo, hi;
+        valid_columns(&lo, &hi, kw, g, Wo);
         for (int64_t oh = 0; oh < Ho; ++oh) {
           const int64_t ih = oh * g.stride - g.padding + kh;
           T* out = row + oh * Wo;
@@ -23,11 +35,14 @@ void im2col(T* col, const T* x, const ConvGeometry& g) {
             std::fill(out, out + Wo, T(0));
             continue;
           }
-          const T* in = x + (i * g.height + ih) * g.width;
-          for (int64_t ow = 0; ow < Wo; ++ow) {
-            const int64_t iw = ow * g.stride - g.padding + kw;
-            out[ow] = (iw >= 0 && iw < g.width) ? in[iw] : T(0);
+          const T* in = x + (i * g.height + ih) * g.width + kw - g.padding;
+          std::fill(out, out + lo, T(0));
+          if (g.stride == 1) {
+            std::copy(in + lo, in + hi, out + lo);
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * g.stride];
           }
+          std::fill(out + hi, out + Wo, T(0));
         }
       }
     }
@@ -41,14 +56,14 @@ void col2im_add(T* dx, const T* dcol, const ConvGeometry& g) {
     for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
       for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
         const T* row = dcol + ((i * g.kernel_h + kh) * g.kernel_w + kw) * Ho * Wo;
+        int64_t lo, hi;
+        valid_columns(&lo, &hi, kw, g, Wo);
         for (int64_t oh = 0; oh < Ho; ++oh) {
           const int64_t ih = oh * g.stride - g.padding + kh;
           if (ih < 0 || ih >= g.height) continue;
-          T* out = dx + (i * g.height + ih) * g.width;
-          for (int64_t ow = 0; ow < Wo; ++ow) {
-            const int64_t iw = ow * g.stride - g.padding + kw;
-            if (iw >= 0 && iw < g.width) out[iw] += row[oh * Wo + ow];
-          }
+          T* out = dx + (i * g.height + ih) * g.width + kw - g.padding;
+          const T* in = row + oh * Wo;
+          for (int64_t ow = lo; ow < hi; ++ow) out[ow * g.stride] += in[ow];
         }
       }
     }

@@ -1,5 +1,7 @@
 #include "kernels/elementwise.h"
 
+#include <cmath>
+
 #include "bnlab/rng.h"
 
 namespace bnlab::kernels {
@@ -24,10 +26,18 @@ void relu_backward(T* dx, const T* dy, const T* y, int64_t count) {
 template <typename T>
 void dropout_forward(T* y, uint8_t* keep, const T* x, float p, uint64_t key, int64_t count) {
   const T scale = keep_scale<T>(p);
+  // Two 24-bit uniforms from each 64-bit draw: element i uses half (i & 1) of draw i / 2.
+  const uint32_t threshold = static_cast<uint32_t>(std::ceil(static_cast<double>(p) * 16777216.0));
+  const int64_t pairs = (count + 1) / 2;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) {
-    keep[i] = random_uniform(key, static_cast<uint64_t>(i)) >= p;
-    y[i] = keep[i] ? x[i] * scale : T(0);
+  for (int64_t j = 0; j < pairs; ++j) {
+    const uint64_t bits = random_bits(key, static_cast<uint64_t>(j));
+    for (int64_t h = 0; h < 2 && 2 * j + h < count; ++h) {
+      const int64_t i = 2 * j + h;
+      const uint32_t u = static_cast<uint32_t>(bits >> (8 + 32 * h)) & 0xffffff;
+      keep[i] = u >= threshold;  // uniform u / 2^24 >= p
+      y[i] = keep[i] ? x[i] * scale : T(0);
+    }
   }
 }
 

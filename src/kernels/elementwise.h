@@ -13,7 +13,8 @@ void relu_forward(T* y, const T* x, int64_t count);
 template <typename T>
 void relu_backward(T* dx, const T* dy, const T* y, int64_t count);
 
-// Inverted dropout: keep[i] = uniform(key, i) >= p; y = keep ? x * scale : 0, scale = 1/(1-p).
+// Inverted dropout: keep[i] = u_i >= p, u_i uniform on [0, 1) with 24 bits, two per 64-bit draw;
+// y = keep ? x * scale : 0, scale = 1/(1-p).
 // The mask is a pure function of (key, i), so any thread split draws the same mask.
 template <typename T>
 void dropout_forward(T* y, uint8_t* keep, const T* x, float p, uint64_t key, int64_t count);

@@ -90,19 +90,31 @@ class BatchNorm final : public Layer {
       std::copy(running_mean_.data, running_mean_.data + channels_, mean_.begin());
       kernels::bn_invstd_from_var(invstd_.data(), running_var_.data, options_.eps, channels_);
     }
-    kernels::bn_normalize(y, x, mean_.data(), invstd_.data(), weight_.data, bias_.data, n,
-                          channels_, spatial_);
+    if (fused_relu_) {
+      kernels::bn_normalize_relu(y, x, mean_.data(), invstd_.data(), weight_.data, bias_.data, n,
+                                 channels_, spatial_);
+    } else {
+      kernels::bn_normalize(y, x, mean_.data(), invstd_.data(), weight_.data, bias_.data, n,
+                            channels_, spatial_);
+    }
   }
 
-  void backward(float* dx, const float* dy, const float* x, const float*, int64_t n) override {
-    kernels::bn_backward_reduce(sum_dy_.data(), sum_dy_xmu_.data(), dy, x, mean_.data(), n,
-                                channels_, spatial_);
+  bool fuse_relu() override {
+    fused_relu_ = true;
+    return true;
+  }
+
+  void backward(float* dx, const float* dy, const float* x, const float* y, int64_t n) override {
+    const float* relu_out = fused_relu_ ? y : nullptr;  // y is after the fused ReLU
+    kernels::bn_backward_reduce(sum_dy_.data(), sum_dy_xmu_.data(), dy, x, mean_.data(), relu_out,
+                                n, channels_, spatial_);
     if (dx && batch_stats_) {
       kernels::bn_backward_input_train(dx, dy, x, mean_.data(), invstd_.data(), weight_.data,
-                                       sum_dy_.data(), sum_dy_xmu_.data(), n * spatial_, n,
-                                       channels_, spatial_);
+                                       relu_out, sum_dy_.data(), sum_dy_xmu_.data(), n * spatial_,
+                                       n, channels_, spatial_);
     } else if (dx) {
-      kernels::bn_backward_input_eval(dx, dy, invstd_.data(), weight_.data, n, channels_, spatial_);
+      kernels::bn_backward_input_eval(dx, dy, invstd_.data(), weight_.data, relu_out, n, channels_,
+                                      spatial_);
     }
     kernels::bn_backward_params(weight_.grad, bias_.grad, sum_dy_.data(), sum_dy_xmu_.data(),
                                 invstd_.data(), channels_);
@@ -142,6 +154,7 @@ class BatchNorm final : public Layer {
   Shape input_shape_;
   TensorSlot weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
   bool batch_stats_ = true;  // which statistics the last forward normalized with
+  bool fused_relu_ = false;  // the following ReLU is applied here (Network::fuse_batchnorm_relu)
   // Saved by forward for backward, per channel (C).
   std::vector<float> mean_, invstd_, var_sum_;
   std::vector<double> sum_dy_, sum_dy_xmu_;

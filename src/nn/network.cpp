@@ -16,7 +16,7 @@ int64_t aligned(int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAli
 }  // namespace
 
 Network::Network(std::vector<NamedLayer> layers, const Shape& input_shape)
-    : layers_(std::move(layers)) {
+    : layers_(std::move(layers)), absorbed_(layers_.size(), false) {
   shapes_.push_back(input_shape);
   for (auto& entry : layers_) shapes_.push_back(entry.layer->setup(shapes_.back()));
 
@@ -56,6 +56,15 @@ Network::Network(std::vector<NamedLayer> layers, const Shape& input_shape)
 Network::Network(Network&&) noexcept = default;
 Network& Network::operator=(Network&&) noexcept = default;
 Network::~Network() = default;
+
+void Network::fuse_batchnorm_relu() {
+  if (capacity_ > 0) fail("network", "fuse", "fuse before reserving activations");
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    if (layers_[i + 1].layer->type() == "ReLU" && !absorbed_[i] && layers_[i].layer->fuse_relu()) {
+      absorbed_[i + 1] = true;
+    }
+  }
+}
 
 void Network::initialize(uint64_t seed) {
   const uint64_t init_key = derive_key(seed, static_cast<uint64_t>(Stream::Init));
@@ -101,7 +110,7 @@ void Network::reserve(int64_t max_batch) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     const int64_t size = max_batch * numel(shapes_[i + 1]);
     largest = std::max(largest, size);
-    if (!layers_[i].layer->is_view()) activation_storage_[i].assign(size, 0.0f);
+    if (!aliased(i)) activation_storage_[i].assign(size, 0.0f);
   }
   grad_a_.assign(largest, 0.0f);
   grad_b_.assign(largest, 0.0f);
@@ -129,12 +138,12 @@ const float* Network::forward(const float* x, int64_t n, const RunContext& ctx) 
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = *layers_[i].layer;
     // A view shares its input's memory; x is the caller's and stays const for every real layer.
-    float* out = layer.is_view() ? const_cast<float*>(in)
-                 : keep         ? activation_storage_[i].data()
+    float* out = aliased(i) ? const_cast<float*>(in)
+                 : keep     ? activation_storage_[i].data()
                  : in == infer_a_.data() ? infer_b_.data() : infer_a_.data();
     RunContext layer_ctx = ctx;
     layer_ctx.random_key = derive_key(ctx.random_key, i);
-    layer.forward(out, in, n, layer_ctx);
+    if (!absorbed_[i]) layer.forward(out, in, n, layer_ctx);
     if (keep) outputs_[i] = out;
     in = out;
   }
@@ -146,9 +155,10 @@ void Network::backward(const float* dout, int64_t n) {
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i].layer;
     const float* in = i == 0 ? input_ : outputs_[i - 1];
+    if (absorbed_[i]) continue;  // its layer before applies its backward too
     float* dx = nullptr;
     if (i > 0) {
-      if (layer.is_view()) dx = const_cast<float*>(grad);
+      if (aliased(i)) dx = const_cast<float*>(grad);
       else dx = grad == grad_a_.data() ? grad_b_.data() : grad_a_.data();
     }
     layer.backward(dx, grad, in, outputs_[i], n);

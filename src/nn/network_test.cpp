@@ -86,6 +86,34 @@ TEST(Network, SameSeedSameThreadsSameBits) {
   set_threads(0);
 }
 
+TEST(Network, FusedBatchNormReluGivesTheSameOutputsAndGradients) {
+  auto run = [](bool fuse, std::vector<float>* grads, int64_t* storage) {
+    Network net = build_network(load_spec("seed"), {1, 28, 28});
+    if (fuse) net.fuse_batchnorm_relu();
+    net.initialize(11);
+    net.reserve(6);
+    const auto x = testing::to_float(testing::random_vector(6 * 784, 12));
+    const float* y = net.forward(x.data(), 6, {.mode = Mode::Train, .random_key = 5});
+    std::vector<float> out(y, y + 60);
+    std::vector<float> dout(60);
+    for (int i = 0; i < 60; ++i) dout[i] = static_cast<float>((i % 7) - 3) * 0.01f;
+    net.zero_grad();
+    net.backward(dout.data(), 6);
+    grads->assign(net.gradients().begin(), net.gradients().end());
+    *storage = 0;
+    for (size_t i = 0; i < net.layer_count(); ++i) *storage += net.activation(i) != (i ? net.activation(i - 1) : nullptr);
+    return out;
+  };
+  std::vector<float> g_plain, g_fused;
+  int64_t buffers_plain = 0, buffers_fused = 0;
+  const auto y_plain = run(false, &g_plain, &buffers_plain);
+  const auto y_fused = run(true, &g_fused, &buffers_fused);
+  EXPECT_EQ(y_plain, y_fused);
+  ASSERT_EQ(g_plain.size(), g_fused.size());
+  for (size_t i = 0; i < g_plain.size(); ++i) EXPECT_NEAR(g_plain[i], g_fused[i], 1e-6 + 1e-5 * std::abs(g_plain[i])) << i;
+  EXPECT_EQ(buffers_fused, buffers_plain - 3);  // the three ReLUs after BN keep no buffer
+}
+
 TEST(Network, InitializationFollowsPyTorchBounds) {
   Network net = build_network(load_spec("seed"), {1, 28, 28});
   net.initialize(1);

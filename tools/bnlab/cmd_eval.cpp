@@ -27,6 +27,7 @@ void run_eval(const EvalFlags& f) {
   DataSource data = load_data(f.data);
   limit_samples(data.test, f.limit_test);
   Network net = build_network(spec, {1, data.test.height, data.test.width});
+  net.fuse_batchnorm_relu();
   check_labels(data.test, numel(net.output_shape()));
   load_checkpoint(net, f.weights);
   const EvalResult r = evaluate(net, data.test, data, f.test_batch_size);

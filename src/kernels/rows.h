@@ -1,0 +1,76 @@
+// Inner loops over one contiguous row, the hot spots of batch norm, ReLU and dropout. The float
+// versions are compiled for AVX-512, AVX2 and baseline x86-64 and picked at run time by the
+// loader (GCC function multi-versioning, target_clones), so one binary runs fast here and
+// correctly on a CPU without AVX-512. The templates serve double (the finite-difference tests).
+// Reductions keep 8 or 16 independent partial sums so that they vectorize, and sum in double.
+#pragma once
+
+#include <cstdint>
+
+namespace bnlab::kernels {
+
+// sum += sum(x - shift); squares += sum((x - shift)^2), the differences taken in float.
+void row_shifted_sums(const float* x, int64_t n, float shift, double* sum, double* squares);
+// y = x * alpha + beta
+void row_affine(float* y, const float* x, int64_t n, float alpha, float beta);
+// y = max(x * alpha + beta, 0)
+void row_affine_relu(float* y, const float* x, int64_t n, float alpha, float beta);
+// sum += sum(dy); dot += sum(dy * (x - mean))
+void row_sum_dot(const float* dy, const float* x, int64_t n, float mean, double* sum, double* dot);
+// As row_sum_dot with dy taken as 0 where y <= 0 (the backward of a ReLU fused after BN).
+void row_sum_dot_masked(const float* dy, const float* y, const float* x, int64_t n, float mean,
+                        double* sum, double* dot);
+// dx = (dy - grad_mean - (x - mean) * k) * scale
+void row_bn_input_grad(float* dx, const float* dy, const float* x, int64_t n, float mean, float k,
+                       float grad_mean, float scale);
+void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const float* x, int64_t n,
+                              float mean, float k, float grad_mean, float scale);
+
+template <typename T>
+void row_shifted_sums(const T* x, int64_t n, T shift, double* sum, double* squares) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = x[i] - shift;
+    *sum += d;
+    *squares += static_cast<double>(d) * d;
+  }
+}
+template <typename T>
+void row_affine(T* y, const T* x, int64_t n, T alpha, T beta) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * alpha + beta;
+}
+template <typename T>
+void row_affine_relu(T* y, const T* x, int64_t n, T alpha, T beta) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i] * alpha + beta;
+    y[i] = v < T(0) ? T(0) : v;
+  }
+}
+template <typename T>
+void row_sum_dot(const T* dy, const T* x, int64_t n, T mean, double* sum, double* dot) {
+  for (int64_t i = 0; i < n; ++i) {
+    *sum += dy[i];
+    *dot += dy[i] * (x[i] - mean);
+  }
+}
+template <typename T>
+void row_sum_dot_masked(const T* dy, const T* y, const T* x, int64_t n, T mean, double* sum, double* dot) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = y[i] > T(0) ? dy[i] : T(0);
+    *sum += g;
+    *dot += g * (x[i] - mean);
+  }
+}
+template <typename T>
+void row_bn_input_grad_masked(T* dx, const T* dy, const T* y, const T* x, int64_t n, T mean, T k,
+                              T grad_mean, T scale) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = y[i] > T(0) ? dy[i] : T(0);
+    dx[i] = (g - grad_mean - (x[i] - mean) * k) * scale;
+  }
+}
+template <typename T>
+void row_bn_input_grad(T* dx, const T* dy, const T* x, int64_t n, T mean, T k, T grad_mean, T scale) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = (dy[i] - grad_mean - (x[i] - mean) * k) * scale;
+}
+
+}  // namespace bnlab::kernels
