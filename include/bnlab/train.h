@@ -78,7 +78,9 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
 // The optimizer step at which a training checkpoint was written (for trimming metrics on resume).
 int64_t checkpoint_step(const std::string& path);
 
-// Eval-mode pass over a whole set in batches of `batch_size`.
-EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size);
+// Eval-mode pass over a whole set in batches of `batch_size`; with `outputs`, the network's
+// outputs for every sample, (count, classes), are stored there too.
+EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size,
+                    std::vector<float>* outputs = nullptr);
 
 }  // namespace bnlab

@@ -3,7 +3,6 @@
 // live in rows.cpp, compiled per instruction set.
 #include "kernels/batchnorm.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "kernels/rows.h"
@@ -15,14 +14,13 @@ void bn_stats(T* mean, T* var_sum, const T* x, int64_t N, int64_t C, int64_t S) 
   const double count = static_cast<double>(N * S);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    // One pass over shifted values: with the shift inside the data's range (its first element),
-    // sum((x-k)^2) - sum(x-k)^2/n loses no precision to a large mean.
-    const T shift = x[c * S];
+    // Two passes, as PyTorch: the second reads the channel again while it is still in L2.
     double sum = 0, squares = 0;
-    for (int64_t n = 0; n < N; ++n) row_shifted_sums(x + (n * C + c) * S, S, shift, &sum, &squares);
-    const double mean_shifted = sum / count;
-    mean[c] = static_cast<T>(shift + mean_shifted);
-    var_sum[c] = static_cast<T>(std::max(0.0, squares - sum * mean_shifted));
+    for (int64_t n = 0; n < N; ++n) row_sum(x + (n * C + c) * S, S, &sum);
+    const T m = static_cast<T>(sum / count);
+    for (int64_t n = 0; n < N; ++n) row_squared_deviations(x + (n * C + c) * S, S, m, &squares);
+    mean[c] = m;
+    var_sum[c] = static_cast<T>(squares);
   }
 }
 
@@ -60,7 +58,8 @@ void bn_normalize(T* y, const T* x, const T* mean, const T* invstd, const T* wei
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
       const T alpha = invstd[c] * (weight ? weight[c] : T(1));
-      const T beta = (bias ? bias[c] : T(0)) - mean[c] * alpha;
+      // One rounding, as PyTorch's kernel compiled for AVX2/AVX-512 (the compiler fuses it there).
+      const T beta = std::fma(-mean[c], alpha, bias ? bias[c] : T(0));
       row_affine(y + (n * C + c) * S, x + (n * C + c) * S, S, alpha, beta);
     }
   }
@@ -73,7 +72,8 @@ void bn_normalize_relu(T* y, const T* x, const T* mean, const T* invstd, const T
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
       const T alpha = invstd[c] * (weight ? weight[c] : T(1));
-      const T beta = (bias ? bias[c] : T(0)) - mean[c] * alpha;
+      // One rounding, as PyTorch's kernel compiled for AVX2/AVX-512 (the compiler fuses it there).
+      const T beta = std::fma(-mean[c], alpha, bias ? bias[c] : T(0));
       row_affine_relu(y + (n * C + c) * S, x + (n * C + c) * S, S, alpha, beta);
     }
   }

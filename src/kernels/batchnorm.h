@@ -5,12 +5,12 @@
 //   forward:  bn_stats -> (merge across processes) -> bn_invstd -> bn_normalize
 //   backward: bn_backward_reduce -> (sum across processes) -> bn_backward_input, bn_backward_params
 //
-// Numerics follow PyTorch's CPU kernel (aten/src/ATen/native/cpu/batch_norm_kernel.cpp, 1.13) in
-// what it computes and in which precision (statistics in double, rounded to float; y = x * alpha
-// + beta with alpha = weight * invstd, beta = bias - mean * alpha), but not in how: PyTorch reads
-// the input twice for the mean and the squared deviations, bn_stats reads it once, summing
-// shifted values (x - k, k the channel's first element) and their squares in double. The shift
-// keeps the large-mean, tiny-variance case exact (Chan, Golub, LeVeque 1983, "shifted data").
+// Numerics follow PyTorch's CPU kernel (aten/src/ATen/native/cpu/batch_norm_kernel.cpp, 1.13):
+// the mean is summed in double and rounded to float, then the squared deviations from that
+// float mean are summed in double (two passes, never E[x^2] - E[x]^2); y = x * alpha + beta with
+// alpha = weight * invstd, beta = bias - mean * alpha, without FMA. With a large mean (1e4) and a
+// tiny variance, x * alpha is ~1e6 and rounds to 0.06: any other formula, or an invstd one ulp
+// off, would move y by that much, so bnlab computes the same operations in the same precision.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 #include "kernels/rows.h"
 
-#define BNLAB_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+// x86-64-v4: AVX-512 (F, BW, DQ, VL) with FMA; x86-64-v3: AVX2 with FMA; default: SSE2.
+#define BNLAB_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 namespace bnlab::kernels {
 namespace {
@@ -8,28 +9,34 @@ constexpr int kLanes = 16;
 }
 
 BNLAB_MULTIVERSION
-void row_shifted_sums(const float* x, int64_t n, float shift, double* sum, double* squares) {
-  double s[kLanes] = {}, q[kLanes] = {};
+void row_sum(const float* x, int64_t n, double* sum) {
+  double s[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) s[j] += x[i + j];
+  double total = 0;
+  for (int j = 0; j < kLanes; ++j) total += s[j];
+  for (; i < n; ++i) total += x[i];
+  *sum += total;
+}
+
+BNLAB_MULTIVERSION
+void row_squared_deviations(const float* x, int64_t n, float mean, double* squares) {
+  double q[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
-      const float d = x[i + j] - shift;
-      s[j] += d;
-      q[j] += static_cast<double>(d) * d;
+      const float d = x[i + j] - mean;
+      q[j] += d * d;  // the square in float, then widened
     }
   }
-  double ts = 0, tq = 0;
-  for (int j = 0; j < kLanes; ++j) {
-    ts += s[j];
-    tq += q[j];
-  }
+  double total = 0;
+  for (int j = 0; j < kLanes; ++j) total += q[j];
   for (; i < n; ++i) {
-    const float d = x[i] - shift;
-    ts += d;
-    tq += static_cast<double>(d) * d;
+    const float d = x[i] - mean;
+    total += d * d;
   }
-  *sum += ts;
-  *squares += tq;
+  *squares += total;
 }
 
 BNLAB_MULTIVERSION

@@ -2,15 +2,21 @@
 // versions are compiled for AVX-512, AVX2 and baseline x86-64 and picked at run time by the
 // loader (GCC function multi-versioning, target_clones), so one binary runs fast here and
 // correctly on a CPU without AVX-512. The templates serve double (the finite-difference tests).
-// Reductions keep 8 or 16 independent partial sums so that they vectorize, and sum in double.
+// Reductions keep 16 independent partial sums so that they vectorize. rows.cpp is compiled with
+// floating-point contraction: PyTorch's vectorized x * alpha + beta is one fused multiply-add on
+// CPUs that have it (AVX2 and up), and where x * alpha is large (a large mean, a tiny variance)
+// a separate multiply and add would round to 0.06 instead of to y's own precision.
 #pragma once
 
 #include <cstdint>
 
 namespace bnlab::kernels {
 
-// sum += sum(x - shift); squares += sum((x - shift)^2), the differences taken in float.
-void row_shifted_sums(const float* x, int64_t n, float shift, double* sum, double* squares);
+// sum += sum(x), in double.
+void row_sum(const float* x, int64_t n, double* sum);
+// squares += sum(float((x - mean)^2)): each square rounded to float, as PyTorch does, summed in
+// double.
+void row_squared_deviations(const float* x, int64_t n, float mean, double* squares);
 // y = x * alpha + beta
 void row_affine(float* y, const float* x, int64_t n, float alpha, float beta);
 // y = max(x * alpha + beta, 0)
@@ -27,12 +33,12 @@ void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const 
                               float mean, float k, float grad_mean, float scale);
 
 template <typename T>
-void row_shifted_sums(const T* x, int64_t n, T shift, double* sum, double* squares) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T d = x[i] - shift;
-    *sum += d;
-    *squares += static_cast<double>(d) * d;
-  }
+void row_sum(const T* x, int64_t n, double* sum) {
+  for (int64_t i = 0; i < n; ++i) *sum += x[i];
+}
+template <typename T>
+void row_squared_deviations(const T* x, int64_t n, T mean, double* squares) {
+  for (int64_t i = 0; i < n; ++i) *squares += (x[i] - mean) * (x[i] - mean);
 }
 template <typename T>
 void row_affine(T* y, const T* x, int64_t n, T alpha, T beta) {

@@ -52,7 +52,8 @@ std::string first_non_finite_gradient(Network& net) {
 
 }  // namespace
 
-EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size) {
+EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size,
+                    std::vector<float>* outputs) {
   net.reserve_inference(batch_size);
   const int64_t classes = numel(net.output_shape());
   const int64_t pixels = set.height * set.width;
@@ -61,6 +62,7 @@ EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, 
   std::vector<int64_t> indices(static_cast<size_t>(batch_size));
   EvalResult result;
   double loss_sum = 0;
+  if (outputs) outputs->resize(static_cast<size_t>(set.count * classes));
   for (int64_t begin = 0; begin < set.count; begin += batch_size) {
     const int64_t n = std::min(batch_size, set.count - begin);
     std::iota(indices.begin(), indices.begin() + n, begin);
@@ -68,6 +70,7 @@ EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, 
     const float* logp = net.forward(input.data(), n, {.mode = Mode::Eval});
     loss_sum += nll_loss(nullptr, logp, labels.data(), n, classes) * static_cast<double>(n);
     result.correct += count_correct(logp, labels.data(), n, classes);
+    if (outputs) std::copy(logp, logp + n * classes, outputs->begin() + begin * classes);
   }
   result.count = set.count;
   result.loss = loss_sum / static_cast<double>(set.count);

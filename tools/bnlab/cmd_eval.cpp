@@ -19,6 +19,7 @@ struct EvalFlags {
   int64_t test_batch_size = 1000;
   int64_t limit_test = 0;
   int threads = 0;
+  std::string outputs;
 };
 
 void run_eval(const EvalFlags& f) {
@@ -30,7 +31,13 @@ void run_eval(const EvalFlags& f) {
   net.fuse_batchnorm_relu();
   check_labels(data.test, numel(net.output_shape()));
   load_checkpoint(net, f.weights);
-  const EvalResult r = evaluate(net, data.test, data, f.test_batch_size);
+  std::vector<float> logp;
+  const EvalResult r = evaluate(net, data.test, data, f.test_batch_size, f.outputs.empty() ? nullptr : &logp);
+  if (!f.outputs.empty()) {
+    const int64_t classes = numel(net.output_shape());
+    write_safetensors(f.outputs, {{"output", DType::F32, {r.count, classes}, logp.data()}},
+                      {{"bnlab.model", f.model}, {"bnlab.weights", f.weights}});
+  }
   std::printf("test loss: %.4f\n", r.loss);
   std::printf("test accuracy: %.2f%%  (%lld/%lld)\n", r.accuracy(), static_cast<long long>(r.correct),
               static_cast<long long>(r.count));
@@ -47,6 +54,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--test-batch-size", flags->test_batch_size, "Evaluation batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--limit-test", flags->limit_test, "Use only the first N test images")->check(CLI::PositiveNumber);
   cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--outputs", flags->outputs, "Write the network's outputs (log-probabilities) for every test image as safetensors");
   cmd->callback([flags] { run_eval(*flags); });
 }
 
