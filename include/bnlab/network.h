@@ -23,7 +23,8 @@ struct NamedLayer {
 class Network {
  public:
   // Sets every layer up for `input_shape` (per sample) and allocates parameters and state.
-  // Parameters are left zero: call initialize().
+  // Parameters are left zero (call initialize() or load a checkpoint); running statistics start
+  // at PyTorch's defaults.
   Network(std::vector<NamedLayer> layers, const Shape& input_shape);
 
   Network(const Network&) = delete;
@@ -52,8 +53,9 @@ class Network {
   // Up to capacity() samples keep every activation (backward and activation() work); larger
   // eval-mode batches run through the inference buffers.
   const float* forward(const float* x, int64_t n, const RunContext& ctx);
-  // dout (n, output...) for the last forward; parameter gradients accumulate.
-  void backward(const float* dout, int64_t n);
+  // dout (n, output...) for the last forward; parameter gradients accumulate. With dinput
+  // (n, input...), the gradient with respect to the input is written there too.
+  void backward(const float* dout, int64_t n, float* dinput = nullptr);
   void zero_grad();
 
   std::span<float> parameters() { return params_; }
