@@ -13,6 +13,8 @@
 
 namespace bnlab {
 
+class Communicator;
+
 enum class Mode { Train, Eval };
 
 // What a layer owns in the network's flat buffers, under PyTorch's state_dict names.
@@ -75,6 +77,10 @@ class Layer {
   // Asked by Network::fuse_batchnorm_relu when a ReLU follows: a layer that can apply the ReLU
   // itself (BatchNorm) says yes, and from then on its output is the ReLU's.
   virtual bool fuse_relu() { return false; }
+
+  // Synchronized batch norm: statistics over the batches of all processes of `comm` (null: this
+  // process only). Layers without batch statistics ignore it.
+  virtual void set_communicator(Communicator* /*comm*/) {}
 
   // y (n, out...) from x (n, in...).
   virtual void forward(float* y, const float* x, int64_t n, const RunContext& ctx) = 0;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bnlab/comm.h"
 #include "bnlab/error.h"
 #include "bnlab/layers.h"
 #include "kernels/batchnorm.h"
@@ -33,15 +34,20 @@ class BatchNorm final : public Layer {
     if (options_.momentum && !(*options_.momentum >= 0 && *options_.momentum <= 1)) {
       fail(type(), "momentum", "must be in [0, 1] or none");
     }
+    spatial_ = checked_numel(in, type(), "input") / in[0];
     channels_ = in[0];
-    spatial_ = numel(in) / channels_;
     input_shape_ = in;
+    return in;
+  }
+
+  // Per-channel scratch (allocated here, not in setup, so that building a network allocates
+  // only its parameters and buffers).
+  void reserve(int64_t /*max_batch*/, int /*threads*/) override {
     mean_.assign(channels_, 0.0f);
     invstd_.assign(channels_, 0.0f);
-    sum_dy_.assign(channels_, 0.0);
-    sum_dy_xmu_.assign(channels_, 0.0);
+    backward_sums_.assign(2 * channels_, 0.0);
+    global_sums_.assign(channels_ + 1, 0.0);
     var_sum_.assign(channels_, 0.0f);
-    return in;
   }
 
   std::vector<TensorDecl> declare() const override {
@@ -74,18 +80,19 @@ class BatchNorm final : public Layer {
   void forward(float* y, const float* x, int64_t n, const RunContext& ctx) override {
     batch_stats_ = ctx.mode == Mode::Train || !options_.track_running_stats;
     if (batch_stats_) {
-      const int64_t count = n * spatial_;
-      if (ctx.mode == Mode::Train && count <= 1) {
+      synced_ = comm_ && ctx.mode == Mode::Train;
+      count_ = synced_ ? global_statistics(x, n) : n * spatial_;
+      if (ctx.mode == Mode::Train && count_ <= 1) {
         Shape full = input_shape_;
         full.insert(full.begin(), n);
         fail(type(), "input",
              "expected more than 1 value per channel when training, got input size " +
                  to_string(full));
       }
-      kernels::bn_stats(mean_.data(), var_sum_.data(), x, n, channels_, spatial_);
-      kernels::bn_invstd_from_var_sum(invstd_.data(), var_sum_.data(), count, options_.eps,
+      if (!synced_) kernels::bn_stats(mean_.data(), var_sum_.data(), x, n, channels_, spatial_);
+      kernels::bn_invstd_from_var_sum(invstd_.data(), var_sum_.data(), count_, options_.eps,
                                       channels_);
-      if (ctx.mode == Mode::Train && options_.track_running_stats) update_running(count);
+      if (ctx.mode == Mode::Train && options_.track_running_stats) update_running(count_);
     } else {
       std::copy(running_mean_.data, running_mean_.data + channels_, mean_.begin());
       kernels::bn_invstd_from_var(invstd_.data(), running_var_.data, options_.eps, channels_);
@@ -106,19 +113,24 @@ class BatchNorm final : public Layer {
 
   void backward(float* dx, const float* dy, const float* x, const float* y, int64_t n) override {
     const float* relu_out = fused_relu_ ? y : nullptr;  // y is after the fused ReLU
-    kernels::bn_backward_reduce(sum_dy_.data(), sum_dy_xmu_.data(), dy, x, mean_.data(), relu_out,
-                                n, channels_, spatial_);
-    if (dx && batch_stats_) {
+    double* sum_dy = backward_sums_.data();
+    double* sum_dy_xmu = backward_sums_.data() + channels_;
+    kernels::bn_backward_reduce(sum_dy, sum_dy_xmu, dy, x, mean_.data(), relu_out, n, channels_, spatial_);
+    // Parameter gradients from this process's sums: averaging them across processes, as the
+    // gradient all-reduce does, gives the gradient of the global batch (PyTorch's SyncBatchNorm).
+    kernels::bn_backward_params(weight_.grad, bias_.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
+    if (!dx) return;
+    if (batch_stats_) {
+      if (synced_) comm_->allreduce_sum(backward_sums_.data(), 2 * channels_);
       kernels::bn_backward_input_train(dx, dy, x, mean_.data(), invstd_.data(), weight_.data,
-                                       relu_out, sum_dy_.data(), sum_dy_xmu_.data(), n * spatial_,
-                                       n, channels_, spatial_);
-    } else if (dx) {
+                                       relu_out, sum_dy, sum_dy_xmu, count_, n, channels_, spatial_);
+    } else {
       kernels::bn_backward_input_eval(dx, dy, invstd_.data(), weight_.data, relu_out, n, channels_,
                                       spatial_);
     }
-    kernels::bn_backward_params(weight_.grad, bias_.grad, sum_dy_.data(), sum_dy_xmu_.data(),
-                                invstd_.data(), channels_);
   }
+
+  void set_communicator(Communicator* comm) override { comm_ = comm; }
 
   void reset_state() override {
     if (!options_.track_running_stats) return;
@@ -140,6 +152,21 @@ class BatchNorm final : public Layer {
   }
 
  private:
+  // Synchronized statistics: the channel sums (and the sample count) of all processes give the
+  // global mean, then the squared deviations from it are summed the same way. Returns the global
+  // count of values per channel. The arithmetic is bn_stats's, only split by the two sums.
+  int64_t global_statistics(const float* x, int64_t n) {
+    kernels::bn_channel_sums(global_sums_.data(), x, n, channels_, spatial_);
+    global_sums_[channels_] = static_cast<double>(n * spatial_);
+    comm_->allreduce_sum(global_sums_.data(), channels_ + 1);
+    const double count = global_sums_[channels_];
+    for (int64_t c = 0; c < channels_; ++c) mean_[c] = static_cast<float>(global_sums_[c] / count);
+    kernels::bn_channel_squared_deviations(global_sums_.data(), x, mean_.data(), n, channels_, spatial_);
+    comm_->allreduce_sum(global_sums_.data(), channels_);
+    for (int64_t c = 0; c < channels_; ++c) var_sum_[c] = static_cast<float>(global_sums_[c]);
+    return static_cast<int64_t>(count);
+  }
+
   void update_running(int64_t count) {
     *num_batches_tracked_.counter += 1;
     const double factor =
@@ -155,9 +182,13 @@ class BatchNorm final : public Layer {
   TensorSlot weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
   bool batch_stats_ = true;  // which statistics the last forward normalized with
   bool fused_relu_ = false;  // the following ReLU is applied here (Network::fuse_batchnorm_relu)
+  Communicator* comm_ = nullptr;  // synchronized batch norm when set
+  bool synced_ = false;           // the last forward used the global batch
+  int64_t count_ = 0;             // values per channel behind the last batch statistics
   // Saved by forward for backward, per channel (C).
   std::vector<float> mean_, invstd_, var_sum_;
-  std::vector<double> sum_dy_, sum_dy_xmu_;
+  std::vector<double> backward_sums_;  // (2C): sum dy, then sum dy * (x - mean)
+  std::vector<double> global_sums_;    // (C + 1): scratch of the synchronized statistics
 };
 
 }  // namespace

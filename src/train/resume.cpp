@@ -28,6 +28,8 @@ Metadata run_identity(const TrainOptions& o, const DataSource& data) {
           {"run.nesterov", o.optimizer.nesterov ? "true" : "false"},
           {"run.weight_decay", exact(o.optimizer.weight_decay)},
           {"run.data", data.name},
+          {"run.processes", std::to_string(o.comm ? o.comm->size() : 1)},
+          {"run.sync_batchnorm", o.sync_batchnorm ? "true" : "false"},
           {"run.train_images", std::to_string(data.train.count)}};
 }
 
