@@ -78,6 +78,10 @@ class Layer {
   // itself (BatchNorm) says yes, and from then on its output is the ReLU's.
   virtual bool fuse_relu() { return false; }
 
+  // True if, in eval mode, one sample's output depends on the others in the batch (BatchNorm
+  // without running statistics). Otherwise a large eval batch may be run in smaller pieces.
+  virtual bool eval_mixes_samples() const { return false; }
+
   // Synchronized batch norm: statistics over the batches of all processes of `comm` (null: this
   // process only). Layers without batch statistics ignore it.
   virtual void set_communicator(Communicator* /*comm*/) {}

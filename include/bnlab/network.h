@@ -38,6 +38,9 @@ class Network {
   // activation(i) of the absorbed ReLU is the BatchNorm's. Call before reserve().
   void fuse_batchnorm_relu();
 
+  // Synchronized batch norm over the processes of `comm` (null: back to per-process statistics).
+  void set_communicator(Communicator* comm);
+
   // PyTorch's default initialization, drawn from `seed`; running statistics reset.
   void initialize(uint64_t seed);
 
@@ -80,6 +83,8 @@ class Network {
   // Output of layer i from the last forward (n, output_shape(i)...).
   const float* activation(size_t i) const { return outputs_[i]; }
   int64_t parameter_count(size_t i) const;
+  // True if eval-mode outputs of a sample do not depend on the rest of its batch.
+  bool eval_is_per_sample() const;
 
  private:
   struct Slot {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace bnlab {
@@ -13,6 +14,15 @@ using Shape = std::vector<int64_t>;
 
 int64_t numel(const Shape& shape);
 std::string to_string(const Shape& shape);  // "32x26x26"; "scalar" for {}
+
+// The most values bnlab allows in one tensor, in one sample's output of a layer, and in all of a
+// network's parameters (or running statistics): 2^26, 256 MiB of float. Sizes are checked against
+// it before anything is allocated, which also keeps every size computation far from overflow.
+constexpr int64_t kMaxValues = int64_t{1} << 26;
+
+// numel(shape) for a shape of positive sizes holding at most kMaxValues values; otherwise throws
+// Error "<where>: <field>: ..." (the product is computed without overflow).
+int64_t checked_numel(const Shape& shape, std::string_view where, std::string_view field);
 
 enum class DType { F32, I64 };
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bnlab/comm.h"
 #include "bnlab/data.h"
 #include "bnlab/network.h"
 #include "bnlab/optim.h"
@@ -31,6 +32,14 @@ struct TrainOptions {
 
   enum class OnNan { Stop, Skip };
   OnNan on_nan = OnNan::Stop;  // Skip: drop the batch, restore BN statistics, carry on
+
+  // Data-parallel training (null: one process). Each process takes every P-th sample of the
+  // epoch's order (as PyTorch's DistributedSampler), batch_size is per process, gradients are
+  // averaged, and only rank 0 reports, evaluates and writes checkpoints. Without
+  // sync_batchnorm each process normalizes with its own batch statistics and the running
+  // statistics are rank 0's (broadcast before each step, as PyTorch's DDP does).
+  Communicator* comm = nullptr;
+  bool sync_batchnorm = false;
 };
 
 struct StepReport {

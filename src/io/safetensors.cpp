@@ -146,7 +146,8 @@ const float* SafetensorsFile::f32(const std::string& name, const Shape& expected
 std::vector<int64_t> SafetensorsFile::i64(const std::string& name, const Shape& expected) const {
   const SafetensorsEntry& e = checked(*this, name, DType::I64, expected);
   std::vector<int64_t> values(static_cast<size_t>(numel(expected)));
-  std::memcpy(values.data(), data.data() + e.begin, values.size() * sizeof(int64_t));
+  // An empty tensor has no bytes, and both pointers may be null, which memcpy does not allow.
+  if (!values.empty()) std::memcpy(values.data(), data.data() + e.begin, values.size() * sizeof(int64_t));
   return values;
 }
 

@@ -146,5 +146,19 @@ TEST_F(SafetensorsFiles, UnwritableDirectoryIsAnError) {
   EXPECT_THROW(write_file_atomically(path("no/such/dir/file"), [](const ByteSink&) {}), Error);
 }
 
+// Found by fuzz/safetensors_fuzz: an empty I64 tensor was copied with memcpy from and to null
+// pointers (undefined behaviour, reported by UBSan); empty tensors of either dtype read back.
+TEST_F(SafetensorsFiles, EmptyTensorsReadBack) {
+  const std::string p = raw("empty", R"({"e":{"dtype":"I64","shape":[0],"data_offsets":[0,0]},)"
+                                     R"("f":{"dtype":"F32","shape":[2,0],"data_offsets":[0,0]},)"
+                                     R"("one":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", 8);
+  const SafetensorsFile f = read_safetensors(p);
+  EXPECT_TRUE(f.i64("e", {0}).empty());
+  EXPECT_EQ(f.i64("one", {1}), std::vector<int64_t>{0});
+  f.f32("f", {2, 0});
+  const std::string q = raw("only_empty", R"({"e":{"dtype":"I64","shape":[0],"data_offsets":[0,0]}})", 0);
+  EXPECT_TRUE(read_safetensors(q).i64("e", {0}).empty());
+}
+
 }  // namespace
 }  // namespace bnlab

@@ -10,6 +10,27 @@
 namespace bnlab::kernels {
 
 template <typename T>
+void bn_channel_sums(double* sum, const T* x, int64_t N, int64_t C, int64_t S) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double s = 0;
+    for (int64_t n = 0; n < N; ++n) row_sum(x + (n * C + c) * S, S, &s);
+    sum[c] = s;
+  }
+}
+
+template <typename T>
+void bn_channel_squared_deviations(double* squares, const T* x, const T* mean, int64_t N, int64_t C,
+                                   int64_t S) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double q = 0;
+    for (int64_t n = 0; n < N; ++n) row_squared_deviations(x + (n * C + c) * S, S, mean[c], &q);
+    squares[c] = q;
+  }
+}
+
+template <typename T>
 void bn_stats(T* mean, T* var_sum, const T* x, int64_t N, int64_t C, int64_t S) {
   const double count = static_cast<double>(N * S);
 #pragma omp parallel for schedule(static)
@@ -144,6 +165,9 @@ void bn_backward_params(T* dweight, T* dbias, const double* sum_dy, const double
 
 #define BNLAB_INSTANTIATE(T)                                                                   \
   template void bn_stats<T>(T*, T*, const T*, int64_t, int64_t, int64_t);                      \
+  template void bn_channel_sums<T>(double*, const T*, int64_t, int64_t, int64_t);              \
+  template void bn_channel_squared_deviations<T>(double*, const T*, const T*, int64_t, int64_t, \
+                                                 int64_t);                                     \
   template void bn_invstd_from_var_sum<T>(T*, const T*, int64_t, double, int64_t);             \
   template void bn_invstd_from_var<T>(T*, const T*, double, int64_t);                          \
   template void bn_update_running<T>(T*, T*, const T*, const T*, int64_t, double, int64_t);    \

@@ -18,8 +18,18 @@
 namespace bnlab::kernels {
 
 // mean[c] = sum(x[:, c, :]) / (N*S); var_sum[c] = sum((x - mean[c])^2). Both (C).
+// The two passes below, for one process.
 template <typename T>
 void bn_stats(T* mean, T* var_sum, const T* x, int64_t N, int64_t C, int64_t S);
+
+// Pass 1: sum[c] = sum(x[:, c, :]) in double. A synchronized BN sums these across processes.
+template <typename T>
+void bn_channel_sums(double* sum, const T* x, int64_t N, int64_t C, int64_t S);
+
+// Pass 2: squares[c] = sum(float((x - mean[c])^2)) in double, mean rounded to T as PyTorch.
+template <typename T>
+void bn_channel_squared_deviations(double* squares, const T* x, const T* mean, int64_t N, int64_t C,
+                                   int64_t S);
 
 // invstd[c] = 1 / sqrt(var_sum[c] / count + eps), computed in double as PyTorch does.
 template <typename T>

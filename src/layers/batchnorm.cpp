@@ -132,6 +132,8 @@ class BatchNorm final : public Layer {
 
   void set_communicator(Communicator* comm) override { comm_ = comm; }
 
+  bool eval_mixes_samples() const override { return !options_.track_running_stats; }
+
   void reset_state() override {
     if (!options_.track_running_stats) return;
     std::fill(running_mean_.data, running_mean_.data + channels_, 0.0f);

@@ -21,6 +21,11 @@ class Conv2d final : public Layer {
     if (options_.kernel_size <= 0) fail("Conv2d", "kernel_size", "must be positive");
     if (options_.stride <= 0) fail("Conv2d", "stride", "must be positive");
     if (options_.padding < 0) fail("Conv2d", "padding", "must not be negative");
+    // With the input and the padding at most kMaxValues, no size below can overflow.
+    if (options_.padding > kMaxValues) {
+      fail("Conv2d", "padding", "must be at most " + std::to_string(kMaxValues));
+    }
+    checked_numel(in, "Conv2d", "input");
     geometry_ = {in[0], in[1], in[2], options_.out_channels, options_.kernel_size,
                  options_.kernel_size, options_.stride, options_.padding};
     if (in[1] + 2 * options_.padding < options_.kernel_size ||
@@ -29,7 +34,12 @@ class Conv2d final : public Layer {
            "kernel " + std::to_string(options_.kernel_size) + " is larger than the padded input " +
                to_string(in));
     }
-    return {options_.out_channels, geometry_.out_height(), geometry_.out_width()};
+    const Shape out = {options_.out_channels, geometry_.out_height(), geometry_.out_width()};
+    checked_numel(out, "Conv2d", "output");
+    checked_numel({options_.out_channels, in[0], options_.kernel_size, options_.kernel_size},
+                  "Conv2d", "weight");
+    checked_numel({geometry_.col_rows(), out[1] * out[2]}, "Conv2d", "im2col scratch");
+    return out;
   }
 
   std::vector<TensorDecl> declare() const override {

@@ -21,6 +21,7 @@ class Linear final : public Layer {
                                   " (add Flatten before it)");
     }
     if (options_.out_features <= 0) fail("Linear", "out_features", "must be positive");
+    checked_numel({options_.out_features, in[0]}, "Linear", "weight");
     in_features_ = in[0];
     return {options_.out_features};
   }

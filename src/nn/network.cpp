@@ -17,17 +17,34 @@ int64_t aligned(int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAli
 
 Network::Network(std::vector<NamedLayer> layers, const Shape& input_shape)
     : layers_(std::move(layers)), absorbed_(layers_.size(), false) {
+  // Every size is checked against kMaxValues before the next layer sees it and before anything
+  // is allocated: a spec asking for a huge layer is an Error, not an overflow or a bad_alloc.
+  const std::string limit = std::to_string(kMaxValues);
   shapes_.push_back(input_shape);
-  for (auto& entry : layers_) shapes_.push_back(entry.layer->setup(shapes_.back()));
+  int64_t activations = checked_numel(input_shape, "network", "input");  // per sample
+  for (auto& entry : layers_) {
+    shapes_.push_back(entry.layer->setup(shapes_.back()));
+    activations += checked_numel(shapes_.back(), "network", entry.name);
+    if (activations > kMaxValues) {
+      fail("network", entry.name, "too large: the layers up to here output more than " + limit +
+                                      " values per sample");
+    }
+  }
 
   int64_t sizes[3] = {0, 0, 0};  // parameters, buffers, counters
   for (auto& entry : layers_) {
     std::vector<Slot> slots;
     for (TensorDecl& decl : entry.layer->declare()) {
       const int role = static_cast<int>(decl.role);
-      const int64_t n = numel(decl.shape);
-      slots.push_back({entry.name + "." + decl.name, decl, sizes[role]});
+      const std::string name = entry.name + "." + decl.name;
+      const int64_t n = checked_numel(decl.shape, "network", name);
+      slots.push_back({name, decl, sizes[role]});
       sizes[role] += decl.role == Role::Counter ? n : aligned(n);
+      if (sizes[role] > kMaxValues) {
+        fail("network", name, std::string("too large: the network's ") +
+                                  (decl.role == Role::Parameter ? "parameters" : "running statistics") +
+                                  " would exceed " + limit + " values");
+      }
     }
     slots_.push_back(std::move(slots));
   }
@@ -50,6 +67,7 @@ Network::Network(std::vector<NamedLayer> layers, const Shape& input_shape)
       bound.push_back(t);
     }
     layers_[i].layer->bind(bound);
+    layers_[i].layer->reset_state();  // running_var starts at 1, as in PyTorch
   }
 }
 
@@ -64,6 +82,10 @@ void Network::fuse_batchnorm_relu() {
       absorbed_[i + 1] = true;
     }
   }
+}
+
+void Network::set_communicator(Communicator* comm) {
+  for (auto& entry : layers_) entry.layer->set_communicator(comm);
 }
 
 void Network::initialize(uint64_t seed) {
@@ -150,13 +172,13 @@ const float* Network::forward(const float* x, int64_t n, const RunContext& ctx) 
   return in;
 }
 
-void Network::backward(const float* dout, int64_t n) {
+void Network::backward(const float* dout, int64_t n, float* dinput) {
   const float* grad = dout;
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i].layer;
     const float* in = i == 0 ? input_ : outputs_[i - 1];
     if (absorbed_[i]) continue;  // its layer before applies its backward too
-    float* dx = nullptr;
+    float* dx = dinput;
     if (i > 0) {
       if (aliased(i)) dx = const_cast<float*>(grad);
       else dx = grad == grad_a_.data() ? grad_b_.data() : grad_a_.data();
@@ -198,6 +220,12 @@ std::vector<TensorView> Network::named_gradients() {
   std::vector<TensorView> views = named_parameters();
   for (TensorView& v : views) v.data = grads_.data() + (static_cast<float*>(v.data) - params_.data());
   return views;
+}
+
+bool Network::eval_is_per_sample() const {
+  for (const auto& entry : layers_)
+    if (entry.layer->eval_mixes_samples()) return false;
+  return true;
 }
 
 int64_t Network::parameter_count(size_t i) const {

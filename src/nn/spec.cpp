@@ -16,11 +16,17 @@ namespace {
   throw Error(source + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + what);
 }
 
-bool is_identifier(std::string_view s) {
-  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+// Letters, digits, '_' and '.': PyTorch's module names, indices such as "3" included.
+bool is_layer_name(std::string_view s) {
+  if (s.empty()) return false;
   for (char c : s)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
   return true;
+}
+
+bool is_identifier(std::string_view s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  return is_layer_name(s);
 }
 
 struct Token {
@@ -62,7 +68,7 @@ NetworkSpec parse_spec(std::string_view text, const std::string& source) {
     size_t t = 0;
     if (tokens[0].text.back() == ':') {
       std::string_view name = tokens[0].text.substr(0, tokens[0].text.size() - 1);
-      if (!is_identifier(name)) {
+      if (!is_layer_name(name)) {
         syntax_error(source, line_number, tokens[0].column,
                      "layer name '" + std::string(name) + "' must be letters, digits, '_' or '.'");
       }

@@ -70,7 +70,7 @@ TEST(Spec, ErrorsPointAtLineAndColumn) {
   EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3 stride=1 stride=2\n"),
             "net.spec:1:46: Conv2d: stride: given twice");
   EXPECT_EQ(build_error("a: ReLU\na: ReLU\n"), "net.spec:2:1: layer name 'a' is used twice");
-  EXPECT_EQ(build_error("9x: ReLU\n"), "net.spec:1:1: layer name '9x' must be letters, digits, '_' or '.'");
+  EXPECT_EQ(build_error("a-b: ReLU\n"), "net.spec:1:1: layer name 'a-b' must be letters, digits, '_' or '.'");
   EXPECT_EQ(build_error("# nothing\n"), "net.spec: network: no layers");
 }
 
@@ -83,6 +83,30 @@ TEST(Spec, ImpossibleShapesNameTheLine) {
             "net.spec:2:1: BatchNorm2d: input: expects (C, H, W) per sample, got 784");
   EXPECT_EQ(build_error("Conv2d out_channels=4 kernel_size=3\nBatchNorm2d num_features=5\n"),
             "net.spec:2:13: BatchNorm2d: num_features: 5 given, but the input has 4 channels");
+}
+
+// Found by fuzz/spec_fuzz: huge sizes overflowed int64 (undefined behaviour) or asked for
+// gigabytes. Every size is now checked against kMaxValues before anything is allocated.
+TEST(Spec, HugeSizesAreErrorsBeforeAllocating) {
+  EXPECT_EQ(build_error("Conv2d out_channels=1 kernel_size=3 padding=4611686018427387904\n"),
+            "net.spec:1:1: Conv2d: padding: must be at most 67108864");
+  EXPECT_EQ(build_error("Conv2d out_channels=9223372036854775807 kernel_size=3\n"),
+            "net.spec:1:1: Conv2d: output: 9223372036854775807x26x26 is too large (more than 67108864 values)");
+  EXPECT_EQ(build_error("Conv2d out_channels=1 kernel_size=9000 padding=5000\n"),
+            "net.spec:1:1: Conv2d: weight: 1x1x9000x9000 is too large (more than 67108864 values)");
+  EXPECT_EQ(build_error("MaxPool2d kernel_size=9223372036854775807 padding=4611686018427387903\n"),
+            "net.spec:1:1: MaxPool2d: kernel_size: must be at most 67108864");
+  EXPECT_EQ(build_error("Flatten\nLinear out_features=4611686018427387904\n"),
+            "net.spec:2:1: Linear: weight: 4611686018427387904x784 is too large (more than 67108864 values)");
+  // Each layer within the limit, the network over it: activations per sample, then parameters.
+  EXPECT_EQ(build_error("MaxPool2d kernel_size=28\nFlatten\nLinear out_features=60000000\nBatchNorm1d\n"),
+            "network: 3: too large: the layers up to here output more than 67108864 values per sample");
+  EXPECT_EQ(build_error("MaxPool2d kernel_size=28\nFlatten\nLinear out_features=30000000\n"
+                        "fc: Linear out_features=1 bias=false\n"),
+            "network: fc.weight: too large: the network's parameters would exceed 67108864 values");
+  // Found beside them: a zero-sized input divided by zero in BatchNorm's setup.
+  EXPECT_EQ(build_error("BatchNorm2d\n", {0, 28, 28}),
+            "net.spec:1:1: BatchNorm2d: input: sizes 0x28x28 must all be positive");
 }
 
 TEST(Spec, UnknownModelNamesPresets) {

@@ -54,6 +54,9 @@ std::string first_non_finite_gradient(Network& net) {
 
 EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size,
                     std::vector<float>* outputs) {
+  // A network already reserved for training evaluates in pieces of that size when its eval
+  // outputs are per sample: same results, and no second set of buffers for the big eval batch.
+  if (net.capacity() > 0 && net.eval_is_per_sample()) batch_size = std::min(batch_size, net.capacity());
   net.reserve_inference(batch_size);
   const int64_t classes = numel(net.output_shape());
   const int64_t pixels = set.height * set.width;
@@ -94,7 +97,13 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
   const int64_t classes = numel(net.output_shape());
   const int64_t pixels = set.height * set.width;
   net.reserve(options.batch_size);
-  net.reserve_inference(options.test_batch_size);
+  if (!net.eval_is_per_sample()) net.reserve_inference(options.test_batch_size);
+
+  Communicator single_process;
+  Communicator& comm = options.comm ? *options.comm : single_process;
+  const int processes = comm.size();
+  const bool lead = comm.rank() == 0;
+  if (options.sync_batchnorm) net.set_communicator(&comm);
 
   std::unique_ptr<Optimizer> optimizer = make_optimizer(options.optimizer, static_cast<int64_t>(net.parameters().size()));
   TrainPosition at;
@@ -104,30 +113,40 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
   std::vector<float> dlogp(static_cast<size_t>(options.batch_size * classes));
   std::vector<uint8_t> labels(static_cast<size_t>(options.batch_size));
   std::vector<int64_t> order(static_cast<size_t>(set.count));
+  // This process's share of each epoch: every P-th sample from its rank on, the order padded by
+  // its own beginning to a multiple of P (DistributedSampler's rule).
+  const int64_t shard_size = (set.count + processes - 1) / processes;
+  std::vector<int64_t> shard(static_cast<size_t>(shard_size));
   // What a skipped step puts back: BN statistics move during the forward pass.
   std::vector<float> saved_buffers(net.buffers().size());
   std::vector<int64_t> saved_counters(net.counters().size());
   const uint64_t dropout_key = derive_key(options.seed, static_cast<uint64_t>(Stream::Dropout));
-  const int64_t batches = (set.count + options.batch_size - 1) / options.batch_size;
+  const int64_t batches = (shard_size + options.batch_size - 1) / options.batch_size;
 
   const auto start = Clock::now();
   auto elapsed = [&] { return at.seconds + seconds_since(start); };
   // `position` is where a resumed run starts: always the beginning of a batch.
   auto checkpoint = [&](TrainPosition position) {
-    if (options.checkpoint_path.empty()) return;  // a library caller that only wants to stop
+    if (options.checkpoint_path.empty() || !lead) return;  // one writer; a library caller may only stop
     position.seconds = elapsed();
     save_train_checkpoint(options.checkpoint_path, net, *optimizer, options, data, position);
   };
   auto interrupt_requested = [&] { return options.stop_requested && options.stop_requested->load(); };
+  bool stop_agreed = false;  // every process has seen the interrupt by the end of this step
   TrainResult result;
   bool stop = options.max_steps > 0 && at.step >= options.max_steps;
   for (; at.epoch < options.epochs && !stop; ++at.epoch) {
     const double lr = schedule.lr_at(at.epoch);
     shuffle(order, options.seed, at.epoch);
+    for (int64_t i = 0; i < shard_size; ++i) shard[i] = order[(comm.rank() + i * processes) % set.count];
     while (at.batch < batches && !stop) {
       const int64_t begin = at.batch * options.batch_size;
-      const int64_t n = std::min(options.batch_size, set.count - begin);
-      gather_batch(input.data(), labels.data(), set, data, order.data() + begin, n);
+      const int64_t n = std::min(options.batch_size, shard_size - begin);
+      gather_batch(input.data(), labels.data(), set, data, shard.data() + begin, n);
+      if (processes > 1 && !options.sync_batchnorm) {  // DDP's broadcast_buffers
+        comm.broadcast(net.buffers().data(), static_cast<int64_t>(net.buffers().size()));
+        comm.broadcast(net.counters().data(), static_cast<int64_t>(net.counters().size()));
+      }
       if (options.on_nan == TrainOptions::OnNan::Skip) {
         std::copy(net.buffers().begin(), net.buffers().end(), saved_buffers.begin());
         std::copy(net.counters().begin(), net.counters().end(), saved_counters.begin());
@@ -135,13 +154,27 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
       ++at.step;
       const float* logp = net.forward(input.data(), n,
                                       {.mode = Mode::Train, .random_key = derive_key(dropout_key, static_cast<uint64_t>(at.step))});
-      const double loss = nll_loss(dlogp.data(), logp, labels.data(), n, classes);
+      const double local_loss = nll_loss(dlogp.data(), logp, labels.data(), n, classes);
+      // One small all-reduce agrees on the mean loss, on a fault anywhere and on an interrupt,
+      // so that every process takes the same branch and the collectives below stay matched.
+      double agreed[3] = {std::isfinite(local_loss) ? local_loss : 0.0, std::isfinite(local_loss) ? 0.0 : 1.0,
+                          interrupt_requested() ? 1.0 : 0.0};
+      comm.allreduce_sum(agreed, 3);
+      const double loss = agreed[1] > 0 ? local_loss : agreed[0] / processes;
+      stop_agreed = agreed[2] > 0;
       std::string fault;
-      if (!std::isfinite(loss)) {
-        fault = "loss is " + std::to_string(loss) + "; first non-finite output in " + first_non_finite_layer(net, n);
+      if (agreed[1] > 0) {
+        fault = std::isfinite(local_loss)
+                    ? "loss is not finite on another process"
+                    : "loss is " + std::to_string(local_loss) + "; first non-finite output in " + first_non_finite_layer(net, n);
       } else {
         net.zero_grad();
         net.backward(dlogp.data(), n);
+        if (processes > 1) {  // the mean of the processes' gradients
+          comm.allreduce_sum(net.gradients().data(), static_cast<int64_t>(net.gradients().size()));
+          const float scale = 1.0f / static_cast<float>(processes);
+          for (float& g : net.gradients()) g *= scale;
+        }
         if (const std::string bad = first_non_finite_gradient(net); !bad.empty()) {
           fault = "gradient of " + bad + " is not finite (loss " + std::to_string(loss) + ")";
         }
@@ -164,15 +197,15 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
       }
       ++at.batch;
       stop = options.max_steps > 0 && at.step >= options.max_steps;
-      if (at.step % options.log_interval == 0 || at.batch == batches || stop) {
-        observer.on_step({.step = at.step, .epoch = at.epoch + 1, .seen = begin + n, .epoch_size = set.count,
+      if (lead && (at.step % options.log_interval == 0 || at.batch == batches || stop)) {
+        observer.on_step({.step = at.step, .epoch = at.epoch + 1, .seen = std::min(set.count, (begin + n) * processes), .epoch_size = set.count,
                           .train_loss = at.interval_loss / static_cast<double>(std::max<int64_t>(at.interval_batches, 1)),
                           .lr = lr, .seconds = elapsed()});
         at.interval_loss = 0;
         at.interval_batches = 0;
       }
       if (at.batch == batches) break;  // the epoch's evaluation and its checkpoint follow
-      if (interrupt_requested()) {
+      if (stop_agreed) {
         checkpoint(at);
         result.interrupted = true;
         break;
@@ -180,24 +213,26 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
       if (options.checkpoint_every > 0 && at.step % options.checkpoint_every == 0) checkpoint(at);
     }
     if (result.interrupted) break;
-    // After every epoch, and when --max-steps ends the run inside one.
-    EpochReport report{.step = at.step, .epoch = at.epoch + 1,
-                       .train_loss = at.epoch_loss / static_cast<double>(std::max<int64_t>(at.epoch_batches, 1)),
-                       .test = evaluate(net, data.test, data, options.test_batch_size),
-                       .lr = lr, .seconds = 0};
-    report.seconds = elapsed();
-    observer.on_epoch(report);
-    result.test = report.test;
+    // After every epoch, and when --max-steps ends the run inside one; by rank 0 alone.
+    if (lead) {
+      EpochReport report{.step = at.step, .epoch = at.epoch + 1,
+                         .train_loss = at.epoch_loss / static_cast<double>(std::max<int64_t>(at.epoch_batches, 1)),
+                         .test = evaluate(net, data.test, data, options.test_batch_size),
+                         .lr = lr, .seconds = 0};
+      report.seconds = elapsed();
+      observer.on_epoch(report);
+      result.test = report.test;
+    }
     result.epochs = at.epoch + 1;
     at.epoch_loss = 0;
     at.epoch_batches = 0;
     at.batch = 0;
     const bool due = options.checkpoint_every > 0 && at.step % options.checkpoint_every == 0;
-    if (due || interrupt_requested()) {
+    if (due || stop_agreed) {
       TrainPosition next = at;
       ++next.epoch;
       checkpoint(next);
-      if (interrupt_requested()) {
+      if (stop_agreed) {
         result.interrupted = true;
         ++at.epoch;
         break;

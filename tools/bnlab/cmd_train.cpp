@@ -1,10 +1,14 @@
 // bnlab train: the PyTorch MNIST example's flags and recipe (Adadelta lr 1.0, StepLR gamma 0.7).
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <csignal>
 #include <cstdio>
 #include <memory>
 
 #include "bnlab/checkpoint.h"
+#include "bnlab/comm.h"
+#include "bnlab/error.h"
 #include "bnlab/data.h"
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
@@ -25,7 +29,17 @@ struct TrainFlags {
   int64_t limit_train = 0, limit_test = 0;
   std::string resume;
   std::string on_nan = "stop";
+  bool distributed = false, sync_bn = false;
 };
+
+// Threads per process: the --threads flag, else the cores shared among the processes that
+// mpirun started on this node.
+int threads_per_process(int flag, bool distributed) {
+  if (flag > 0 || !distributed) return flag;
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int processes = local ? std::max(1, std::atoi(local)) : 1;
+  return std::max(1, available_cores() / processes);
+}
 
 // Ctrl-C or SIGTERM: the loop finishes its step, writes the checkpoint and returns. A second
 // signal falls through to the default action and ends the process at once.
@@ -39,8 +53,13 @@ extern "C" void request_stop(int signal) {
 }
 
 void run_train(const TrainFlags& f) {
-  set_threads(f.threads);
+  if (f.sync_bn && !f.distributed) fail("--sync-bn", "", "needs --distributed");
+  std::unique_ptr<Communicator> comm = f.distributed ? make_mpi_communicator() : nullptr;
+  const bool lead = !comm || comm->rank() == 0;
+  set_threads(threads_per_process(f.threads, f.distributed));
   TrainOptions options = f.train;
+  options.comm = comm.get();
+  options.sync_batchnorm = f.sync_bn;
   options.optimizer.kind = parse_optimizer_kind(f.optimizer);
   const NetworkSpec spec = load_spec(f.model);
   DataSource data = load_data(f.data);
@@ -53,17 +72,21 @@ void run_train(const TrainFlags& f) {
   check_labels(data.test, classes);
   net.initialize(options.seed);
 
-  std::printf("bnlab train: model %s, data %s (%lld train / %lld test images), %d threads, "
-              "%s lr %g, batch %lld, seed %llu\n",
-              f.model.c_str(), f.data.c_str(), static_cast<long long>(data.train.count),
-              static_cast<long long>(data.test.count), threads(), f.optimizer.c_str(),
-              options.optimizer.lr, static_cast<long long>(options.batch_size),
-              static_cast<unsigned long long>(options.seed));
+  if (lead) {
+    std::printf("bnlab train: model %s, data %s (%lld train / %lld test images), %d threads, "
+                "%s lr %g, batch %lld, seed %llu",
+                f.model.c_str(), f.data.c_str(), static_cast<long long>(data.train.count),
+                static_cast<long long>(data.test.count), threads(), f.optimizer.c_str(),
+                options.optimizer.lr, static_cast<long long>(options.batch_size),
+                static_cast<unsigned long long>(options.seed));
+    if (comm) std::printf(", %d processes%s", comm->size(), f.sync_bn ? ", synchronized BN" : "");
+    std::printf("\n");
+  }
   ConsoleProgress console;
-  Observers observers;
-  observers.add(&console);
+  Observers observers;  // only rank 0 reports and writes files
+  if (lead) observers.add(&console);
   std::unique_ptr<MetricsCsv> metrics;
-  if (!f.metrics.empty()) {
+  if (lead && !f.metrics.empty()) {
     metrics = f.resume.empty() ? std::make_unique<MetricsCsv>(f.metrics)
                                : std::make_unique<MetricsCsv>(f.metrics, checkpoint_step(f.resume));
     observers.add(metrics.get());
@@ -75,6 +98,10 @@ void run_train(const TrainFlags& f) {
   const TrainResult result = train(net, data, options, observers, f.resume);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  if (!lead) {
+    if (result.interrupted) throw Interrupted{128 + static_cast<int>(g_signal ? g_signal : SIGINT)};
+    return;
+  }
   if (result.interrupted) {
     std::printf("\ninterrupted by %s after step %lld: checkpoint written to %s\n"
                 "resume with the same command and --resume %s\n",
@@ -87,9 +114,10 @@ void run_train(const TrainFlags& f) {
     std::printf("skipped %lld batches with a non-finite loss or gradient\n", static_cast<long long>(result.skipped));
   }
   std::printf("test accuracy: %.2f%%\n", result.test.accuracy());
+  const int processes = comm ? comm->size() : 1;
   std::printf("trained %lld steps in %.1f s (%.0f images/s including evaluation)\n",
               static_cast<long long>(result.steps), result.seconds,
-              static_cast<double>(result.steps * options.batch_size) / result.seconds);
+              static_cast<double>(result.steps * options.batch_size * processes) / result.seconds);
   if (!f.save.empty()) {
     save_checkpoint(net, f.save, {{"bnlab.model", f.model}, {"bnlab.spec", spec.source}});
     std::printf("saved %s\n", f.save.c_str());
@@ -128,6 +156,9 @@ void add_train_command(CLI::App& app) {
                   "Write the training checkpoint every N steps and after each such epoch (0: only when interrupted)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--resume", flags->resume, "Continue the run saved in this training checkpoint (same flags)");
+  cmd->add_flag("--distributed", flags->distributed,
+                "Data-parallel over the MPI processes this was started in (mpirun -np P bnlab train --distributed)");
+  cmd->add_flag("--sync-bn", flags->sync_bn, "With --distributed: batch statistics over all processes' batches");
   cmd->add_option("--on-nan", flags->on_nan, "On a NaN/Inf loss or gradient: stop, or skip the batch")
       ->capture_default_str()->check(CLI::IsMember({"stop", "skip"}));
   cmd->callback([flags] { run_train(*flags); });

@@ -12,5 +12,8 @@ struct Interrupted {
 
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_export_command(CLI::App& app);
+void add_summary_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
 
 }  // namespace bnlab::cli

@@ -1,0 +1,292 @@
+// Micro-benchmarks of the kernels in src/kernels at the seed network's shapes (Google Benchmark).
+//   build/bench/kernels_bench [--threads=N] [--benchmark_filter=Bn] [--benchmark_repetitions=5]
+//
+// Bandwidth-bound kernels report bytes/s counting each tensor the operation must touch once
+// (forward: read x, write y; backward: read x and dy, write dx), so they compare directly with
+// a memcpy of the same tensor (read src, write dst), the floor for any pass over the data.
+// Arithmetic-bound kernels (conv, GEMM) report FLOP/s, 2 per multiply-add.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bnlab/threads.h"
+#include "kernels/batchnorm.h"
+#include "kernels/conv.h"
+#include "kernels/gemm.h"
+
+namespace {
+
+namespace k = bnlab::kernels;
+
+constexpr double kEps = 1e-5;
+
+enum class Relu { Separate, Fused };
+
+// Deterministic values in [-1, 1): the timing must not depend on the data, only its shape.
+std::vector<float> filled(int64_t n, uint32_t salt) {
+  std::vector<float> v(static_cast<size_t>(n));
+  uint32_t s = 2463534242u ^ salt;
+  for (auto& x : v) {
+    s ^= s << 13, s ^= s >> 17, s ^= s << 5;  // xorshift32
+    x = static_cast<float>(s >> 8) * (2.0f / 16777216.0f) - 1.0f;
+  }
+  return v;
+}
+
+// An (N, C, S) batch-norm problem with its per-channel state, from args {N, C, H, W}.
+struct BnProblem {
+  int64_t N, C, S;
+  std::vector<float> x, y, dy, dx, weight, bias, mean, var_sum, invstd, running_var, dweight, dbias;
+  std::vector<double> sum_dy, sum_dy_xmu;
+
+  explicit BnProblem(const benchmark::State& st)
+      : N(st.range(0)), C(st.range(1)), S(st.range(2) * st.range(3)) {
+    const int64_t n = N * C * S;
+    x = filled(n, 1);
+    dy = filled(n, 2);
+    y.assign(n, 0.0f);
+    dx.assign(n, 0.0f);
+    weight = filled(C, 3);
+    for (auto& w : weight) w += 1.5f;
+    bias = filled(C, 4);
+    mean.assign(C, 0.0f);
+    var_sum.assign(C, 0.0f);
+    invstd.assign(C, 0.0f);
+    running_var.assign(C, 1.0f);
+    dweight.assign(C, 0.0f);
+    dbias.assign(C, 0.0f);
+    sum_dy.assign(C, 0.0);
+    sum_dy_xmu.assign(C, 0.0);
+  }
+  int64_t bytes() const { return N * C * S * static_cast<int64_t>(sizeof(float)); }
+  int64_t count() const { return N * S; }
+
+  // Training-mode forward; with Relu::Fused, BN+ReLU in one pass (bn_normalize_relu).
+  void forward_train(Relu relu = Relu::Separate) {
+    k::bn_stats(mean.data(), var_sum.data(), x.data(), N, C, S);
+    k::bn_invstd_from_var_sum(invstd.data(), var_sum.data(), count(), kEps, C);
+    if (relu == Relu::Fused) {
+      k::bn_normalize_relu(y.data(), x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), N, C, S);
+    } else {
+      k::bn_normalize(y.data(), x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), N, C, S);
+    }
+  }
+
+  // Training-mode backward; with Relu::Fused, dy is masked by the fused ReLU's output y.
+  void backward_train(Relu relu = Relu::Separate) {
+    const float* relu_out = relu == Relu::Fused ? y.data() : nullptr;
+    k::bn_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), mean.data(), relu_out,
+                          N, C, S);
+    k::bn_backward_input_train(dx.data(), dy.data(), x.data(), mean.data(), invstd.data(), weight.data(),
+                               relu_out, sum_dy.data(), sum_dy_xmu.data(), count(), N, C, S);
+    k::bn_backward_params(dweight.data(), dbias.data(), sum_dy.data(), sum_dy_xmu.data(), invstd.data(), C);
+  }
+};
+
+template <Relu R>
+void BM_BnForwardTrain(benchmark::State& state) {
+  BnProblem p(state);
+  for (auto _ : state) {
+    p.forward_train(R);
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * p.bytes());  // x in, y out
+}
+
+void BM_BnForwardEval(benchmark::State& state) {
+  BnProblem p(state);
+  p.forward_train();  // a plausible mean; running_var stays 1
+  for (auto _ : state) {
+    k::bn_invstd_from_var(p.invstd.data(), p.running_var.data(), kEps, p.C);
+    k::bn_normalize(p.y.data(), p.x.data(), p.mean.data(), p.invstd.data(), p.weight.data(),
+                    p.bias.data(), p.N, p.C, p.S);
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * p.bytes());  // x in, y out
+}
+
+template <Relu R>
+void BM_BnBackwardTrain(benchmark::State& state) {
+  BnProblem p(state);
+  p.forward_train(R);  // mean, invstd (and the ReLU mask) as backward finds them
+  for (auto _ : state) {
+    p.backward_train(R);
+    benchmark::DoNotOptimize(p.dx.data());
+    benchmark::ClobberMemory();
+  }
+  // x, dy in, dx out (the fused variant also reads y for the ReLU mask, not counted)
+  state.SetBytesProcessed(state.iterations() * 3 * p.bytes());
+}
+
+// The floor for a pass over the tensor: one thread, as std::memcpy.
+void BM_Memcpy(benchmark::State& state) {
+  BnProblem p(state);
+  for (auto _ : state) {
+    std::memcpy(p.y.data(), p.x.data(), static_cast<size_t>(p.bytes()));
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * p.bytes());  // src in, dst out
+}
+
+// The same copy cut into one contiguous block per thread, on bnlab's thread count: the floor for
+// the (multi-threaded) BN kernels.
+void BM_MemcpyThreads(benchmark::State& state) {
+  BnProblem p(state);
+  const int64_t n = p.N * p.C * p.S;
+  for (auto _ : state) {
+#pragma omp parallel
+    {
+      const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+      const int64_t begin = n * t / T, end = n * (t + 1) / T;
+      std::memcpy(p.y.data() + begin, p.x.data() + begin, static_cast<size_t>(end - begin) * sizeof(float));
+    }
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * p.bytes());
+}
+
+// Convolution from args {N, Ci, H, W, Co, K}, stride 1, no padding (the seed network's).
+struct ConvProblem {
+  k::ConvGeometry g;
+  int64_t N;
+  int threads = bnlab::threads();
+  std::vector<float> x, w, bias, y, dy, dx, dw, dbias, col, dw_scratch;
+
+  explicit ConvProblem(const benchmark::State& st)
+      : g{.in_channels = st.range(1), .height = st.range(2), .width = st.range(3),
+          .out_channels = st.range(4), .kernel_h = st.range(5), .kernel_w = st.range(5),
+          .stride = 1, .padding = 0},
+        N(st.range(0)) {
+    const int64_t out = N * g.out_channels * g.out_height() * g.out_width();
+    x = filled(N * g.in_channels * g.height * g.width, 1);
+    w = filled(g.weight_size(), 2);
+    bias = filled(g.out_channels, 3);
+    y.assign(out, 0.0f);
+    dy = filled(out, 4);
+    dx.assign(x.size(), 0.0f);
+    dw.assign(w.size(), 0.0f);
+    dbias.assign(g.out_channels, 0.0f);
+    col.assign(threads * g.col_size(), 0.0f);
+    dw_scratch.assign(threads * g.weight_size(), 0.0f);
+  }
+  // Multiply-adds of the forward pass; backward does twice as many (dx and dw).
+  double macs() const { return static_cast<double>(N) * static_cast<double>(g.weight_size()) *
+                               static_cast<double>(g.out_height() * g.out_width()); }
+};
+
+void BM_Conv2dForward(benchmark::State& state) {
+  ConvProblem p(state);
+  for (auto _ : state) {
+    k::conv2d_forward(p.y.data(), p.x.data(), p.w.data(), p.bias.data(), p.col.data(), p.g, p.N, p.threads);
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2 * p.macs(), benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+}
+
+void BM_Conv2dBackward(benchmark::State& state) {
+  ConvProblem p(state);
+  for (auto _ : state) {
+    k::conv2d_backward(p.dx.data(), p.dw.data(), p.dbias.data(), p.dy.data(), p.x.data(), p.w.data(),
+                       p.col.data(), p.dw_scratch.data(), p.g, p.N, p.threads);
+    benchmark::DoNotOptimize(p.dx.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(4 * p.macs(), benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+}
+
+// Row-major C (M x N) = op(A) (M x K) * op(B) (K x N), from args {M, N, K, trans_a, trans_b}.
+template <bool Parallel>
+void BM_Gemm(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const k::Trans ta = state.range(3) ? k::Trans::Yes : k::Trans::No;
+  const k::Trans tb = state.range(4) ? k::Trans::Yes : k::Trans::No;
+  const std::vector<float> A = filled(M * K, 1), B = filled(K * N, 2);
+  std::vector<float> C(static_cast<size_t>(M * N), 0.0f);
+  const int64_t lda = ta == k::Trans::No ? K : M, ldb = tb == k::Trans::No ? N : K;
+  for (auto _ : state) {
+    if constexpr (Parallel) {
+      k::gemm_parallel(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
+    } else {
+      k::gemm(ta, tb, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), N);
+    }
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * M * N * K, benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+}
+
+// The seed network's BN inputs: conv1 output 64x32x26x26 and conv2 output 64x64x24x24.
+void bn_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"N", "C", "H", "W"})->Args({64, 32, 26, 26})->Args({64, 64, 24, 24});
+  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+// conv2 (the network's heaviest layer) and conv1, batch 64.
+void conv_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"N", "Ci", "H", "W", "Co", "K"})->Args({64, 32, 26, 26, 64, 3})->Args({64, 1, 28, 28, 32, 3});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+// The GEMMs of a training step at batch 64, and a square reference:
+//   conv2 forward per sample   w (64x288) * col (288x576)
+//   conv2 dw per sample        dy (64x576) * col^T
+//   conv2 dcol per sample      w^T (288x64) * dy (64x576)
+//   fc1 forward                x (64x9216) * W^T (9216x128)
+void gemm_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "N", "K", "ta", "tb"})
+      ->Args({64, 576, 288, 0, 0})
+      ->Args({64, 288, 576, 0, 1})
+      ->Args({288, 576, 64, 1, 0})
+      ->Args({64, 128, 9216, 0, 1})
+      ->Args({512, 512, 512, 0, 0});
+  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+BENCHMARK(BM_BnForwardTrain<Relu::Separate>)->Name("BM_BnForwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_BnForwardTrain<Relu::Fused>)->Name("BM_BnReluForwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_BnForwardEval)->Apply(bn_shapes);
+BENCHMARK(BM_BnBackwardTrain<Relu::Separate>)->Name("BM_BnBackwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_BnBackwardTrain<Relu::Fused>)->Name("BM_BnReluBackwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_Memcpy)->Apply(bn_shapes);
+BENCHMARK(BM_MemcpyThreads)->Apply(bn_shapes);
+BENCHMARK(BM_Conv2dForward)->Apply(conv_shapes);
+BENCHMARK(BM_Conv2dBackward)->Apply(conv_shapes);
+BENCHMARK(BM_Gemm<false>)->Name("BM_Gemm")->Apply(gemm_shapes);
+BENCHMARK(BM_Gemm<true>)->Name("BM_GemmParallel")->Apply(gemm_shapes);
+
+}  // namespace
+
+// Our one flag, --threads=N (default: all cores), is taken out before Google Benchmark's.
+int main(int argc, char** argv) {
+  int threads = 0;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--threads=", 0) == 0) {
+      threads = std::atoi(arg.c_str() + 10);
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  bnlab::set_threads(threads);
+  benchmark::AddCustomContext("bnlab_threads", std::to_string(bnlab::threads()));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

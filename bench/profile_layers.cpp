@@ -1,0 +1,67 @@
+// Where a training step of a network spends its time, layer by layer (median of repeated steps).
+//   build/bench/profile_layers [model] [batch] [steps]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "bnlab/layer.h"
+#include "bnlab/loss.h"
+#include "bnlab/network.h"
+#include "bnlab/spec.h"
+#include "bnlab/threads.h"
+
+int main(int argc, char** argv) {
+  using Clock = std::chrono::steady_clock;
+  const std::string model = argc > 1 ? argv[1] : "seed";
+  const int64_t batch = argc > 2 ? std::stoll(argv[2]) : 64;
+  const int steps = argc > 3 ? std::stoi(argv[3]) : 30;
+  bnlab::set_threads(0);
+  bnlab::Network net = bnlab::build_network(bnlab::load_spec(model), {1, 28, 28});
+  net.initialize(1);
+  net.reserve(batch);
+  std::vector<float> x(batch * 784);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  std::vector<uint8_t> labels(batch);
+  for (int64_t i = 0; i < batch; ++i) labels[i] = static_cast<uint8_t>(i % 10);
+  std::vector<float> dlogp(batch * 10);
+  const size_t L = net.layer_count();
+  std::vector<std::vector<double>> fwd(L), bwd(L);
+  std::vector<double> total;
+  for (int s = 0; s < steps + 3; ++s) {
+    const auto t0 = Clock::now();
+    const float* logp = net.forward(x.data(), batch, {.mode = bnlab::Mode::Train, .random_key = static_cast<uint64_t>(s)});
+    bnlab::nll_loss(dlogp.data(), logp, labels.data(), batch, 10);
+    net.zero_grad();
+    net.backward(dlogp.data(), batch);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (s >= 3) total.push_back(dt);
+  }
+  // Per-layer split: time each layer alone on the activations of the last step.
+  for (size_t i = 0; i < L; ++i) {
+    auto& layer = const_cast<bnlab::Layer&>(net.layer(i));
+    const float* in = i == 0 ? x.data() : net.activation(i - 1);
+    std::vector<float> out(batch * bnlab::numel(net.output_shape(i)));
+    std::vector<float> dx(batch * bnlab::numel(i == 0 ? net.input_shape() : net.output_shape(i - 1)));
+    std::vector<float> dy(out.size(), 0.01f);
+    for (int s = 0; s < steps; ++s) {
+      auto t0 = Clock::now();
+      layer.forward(out.data(), in, batch, {.mode = bnlab::Mode::Train, .random_key = 1});
+      fwd[i].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      t0 = Clock::now();
+      layer.backward(i == 0 ? nullptr : dx.data(), dy.data(), in, out.data(), batch);
+      bwd[i].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::printf("%s batch %lld, %d threads: step %.2f ms (%.0f images/s)\n", model.c_str(), static_cast<long long>(batch),
+              bnlab::threads(), 1e3 * median(total), batch / median(total));
+  for (size_t i = 0; i < L; ++i) {
+    std::printf("  %-10s %-12s fwd %7.3f ms  bwd %7.3f ms\n", net.layer_name(i).c_str(),
+                std::string(net.layer(i).type()).c_str(), 1e3 * median(fwd[i]), 1e3 * median(bwd[i]));
+  }
+}

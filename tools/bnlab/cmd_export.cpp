@@ -1,0 +1,79 @@
+// bnlab export: a trained model rewritten for inference, batch norm folded into the layer before.
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "bnlab/atomic_file.h"
+#include "bnlab/checkpoint.h"
+#include "bnlab/error.h"
+#include "bnlab/fold.h"
+#include "bnlab/spec.h"
+#include "commands.h"
+
+namespace bnlab::cli {
+namespace {
+
+struct ExportFlags {
+  std::string model = "seed";
+  std::string weights;
+  std::string out;
+  std::string spec_out;
+  bool fold_bn = false;
+  std::string input = "1x28x28";
+};
+
+Shape parse_shape(const std::string& text) {
+  Shape shape;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t x = std::min(text.find('x', pos), text.size());
+    const std::string part = text.substr(pos, x - pos);
+    char* end = nullptr;
+    const long long v = std::strtoll(part.c_str(), &end, 10);
+    if (part.empty() || *end != '\0' || v <= 0) fail("--input", "", "'" + text + "' is not a shape like 1x28x28");
+    shape.push_back(v);
+    pos = x + 1;
+  }
+  return shape;
+}
+
+void run_export(const ExportFlags& f) {
+  const NetworkSpec spec = load_spec(f.model);
+  const Shape input = parse_shape(f.input);
+  Network net = build_network(spec, input);
+  load_checkpoint(net, f.weights);
+  const std::string spec_path = f.spec_out.empty() ? f.out + ".spec" : f.spec_out;
+  if (f.fold_bn) {
+    FoldedNetwork folded = fold_batchnorm(spec, net, input);
+    save_checkpoint(folded.net, f.out, {{"bnlab.spec_text", folded.text}});
+    write_file_atomically(spec_path, [&](const ByteSink& sink) {
+      const std::string text = "# " + f.model + " with batch norm folded for inference (bnlab export --fold-bn)\n" + folded.text;
+      sink({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+    });
+    std::printf("folded %zu layers into %zu: %s (spec %s)\n", net.layer_count(), folded.net.layer_count(),
+                f.out.c_str(), spec_path.c_str());
+  } else {
+    const std::string text = spec_text(spec);
+    save_checkpoint(net, f.out, {{"bnlab.spec_text", text}});
+    write_file_atomically(spec_path, [&](const ByteSink& sink) {
+      sink({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+    });
+    std::printf("exported %s (spec %s)\n", f.out.c_str(), spec_path.c_str());
+  }
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app) {
+  auto flags = std::make_shared<ExportFlags>();
+  CLI::App* cmd = app.add_subcommand("export", "Write a trained model for inference, optionally with BN folded in");
+  cmd->add_option("--model", flags->model, "Preset or spec file the weights belong to")->capture_default_str();
+  cmd->add_option("--weights", flags->weights, "The trained model (safetensors)")->required();
+  cmd->add_option("--out", flags->out, "Output safetensors file")->required();
+  cmd->add_option("--spec-out", flags->spec_out, "Output spec file (default: OUT.spec)");
+  cmd->add_flag("--fold-bn", flags->fold_bn, "Fold each BatchNorm into the Conv2d or Linear before it");
+  cmd->add_option("--input", flags->input, "Input shape per sample")->capture_default_str();
+  cmd->callback([flags] { run_export(*flags); });
+}
+
+}  // namespace bnlab::cli
