@@ -72,32 +72,36 @@ void bn_update_running(T* running_mean, T* running_var, const T* mean, const T* 
   }
 }
 
-template <typename T>
-void bn_normalize(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
-                  const T* bias, int64_t N, int64_t C, int64_t S) {
+namespace {
+// y = row(x) per (n, c) row with the channel's alpha and beta; `row` is the affine map, or the
+// affine map followed by ReLU.
+template <typename T, typename Row>
+void normalize_rows(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
+                    const T* bias, int64_t N, int64_t C, int64_t S, Row row) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
       const T alpha = invstd[c] * (weight ? weight[c] : T(1));
       // One rounding, as PyTorch's kernel compiled for AVX2/AVX-512 (the compiler fuses it there).
       const T beta = std::fma(-mean[c], alpha, bias ? bias[c] : T(0));
-      row_affine(y + (n * C + c) * S, x + (n * C + c) * S, S, alpha, beta);
+      row(y + (n * C + c) * S, x + (n * C + c) * S, S, alpha, beta);
     }
   }
+}
+}  // namespace
+
+template <typename T>
+void bn_normalize(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
+                  const T* bias, int64_t N, int64_t C, int64_t S) {
+  normalize_rows(y, x, mean, invstd, weight, bias, N, C, S,
+                 [](T* out, const T* in, int64_t n, T a, T b) { row_affine(out, in, n, a, b); });
 }
 
 template <typename T>
 void bn_normalize_relu(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
                        const T* bias, int64_t N, int64_t C, int64_t S) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t c = 0; c < C; ++c) {
-      const T alpha = invstd[c] * (weight ? weight[c] : T(1));
-      // One rounding, as PyTorch's kernel compiled for AVX2/AVX-512 (the compiler fuses it there).
-      const T beta = std::fma(-mean[c], alpha, bias ? bias[c] : T(0));
-      row_affine_relu(y + (n * C + c) * S, x + (n * C + c) * S, S, alpha, beta);
-    }
-  }
+  normalize_rows(y, x, mean, invstd, weight, bias, N, C, S,
+                 [](T* out, const T* in, int64_t n, T a, T b) { row_affine_relu(out, in, n, a, b); });
 }
 
 template <typename T>
