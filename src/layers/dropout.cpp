@@ -1,5 +1,6 @@
 // Dropout: inverted scaling in training (kept values times 1/(1-p)), identity in eval.
 // The mask comes from the step's random key, so a run is reproducible and resumable.
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -44,7 +45,11 @@ class Dropout final : public Layer {
     }
   }
 
-  std::string describe() const override { return "p=" + std::to_string(p_); }
+  std::string describe() const override {
+    char text[32];
+    std::snprintf(text, sizeof text, "p=%g", static_cast<double>(p_));
+    return text;
+  }
 
  private:
   float p_;
