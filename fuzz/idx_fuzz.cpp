@@ -19,35 +19,33 @@
 
 namespace {
 
-// One private directory per process ($TMPDIR, else /tmp), removed at exit.
-const std::string& work_dir() {
-  static const std::string dir = [] {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/bnlab_idx_fuzz_XXXXXX";
-    if (!mkdtemp(templ.data())) std::abort();
-    return templ;
-  }();
-  return dir;
-}
-
+// One private directory ($TMPDIR, else /tmp) for the three files, removed at exit.
 struct Paths {
-  std::string raw = work_dir() + "/input.idx";
-  std::string gzipped = work_dir() + "/input.idx.gz";
-  std::string raw_gz = work_dir() + "/raw.gz";
+  std::string dir, raw, gzipped, raw_gz;
+  Paths() {
+    const char* tmp = std::getenv("TMPDIR");
+    dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/bnlab_idx_fuzz_XXXXXX";
+    if (!mkdtemp(dir.data())) std::abort();
+    raw = dir + "/input.idx";
+    gzipped = dir + "/input.idx.gz";
+    raw_gz = dir + "/raw.gz";
+  }
   ~Paths() {
-    std::remove(raw.c_str());
-    std::remove(gzipped.c_str());
-    std::remove(raw_gz.c_str());
-    rmdir(work_dir().c_str());
+    for (const std::string* p : {&raw, &gzipped, &raw_gz}) std::remove(p->c_str());
+    rmdir(dir.c_str());
   }
 };
 
+// Files are removed, not truncated, before each write: ext4 flushes a truncated-and-rewritten
+// file on close (auto_da_alloc), which made every input cost milliseconds.
 void write_raw(const std::string& path, const uint8_t* data, size_t size) {
+  std::remove(path.c_str());
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f || std::fwrite(data, 1, size, f) != size || std::fclose(f) != 0) std::abort();
 }
 
 void write_gzip(const std::string& path, const uint8_t* data, size_t size) {
+  std::remove(path.c_str());
   gzFile f = gzopen(path.c_str(), "wb");
   if (!f) std::abort();
   if (size > 0 && gzwrite(f, data, static_cast<unsigned>(size)) != static_cast<int>(size)) std::abort();

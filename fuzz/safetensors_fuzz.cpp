@@ -16,21 +16,18 @@
 
 namespace {
 
-const std::string& input_path() {
-  static const std::string path = [] {
+// One private file in a private directory ($TMPDIR, else /tmp), both removed at exit.
+struct InputFile {
+  std::string dir, path;
+  InputFile() {
     const char* tmp = std::getenv("TMPDIR");
-    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/bnlab_st_fuzz_XXXXXX";
-    if (!mkdtemp(templ.data())) std::abort();
-    return templ + "/input.safetensors";
-  }();
-  return path;
-}
-
-struct Cleanup {
-  ~Cleanup() {
-    const std::string& path = input_path();
+    dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/bnlab_st_fuzz_XXXXXX";
+    if (!mkdtemp(dir.data())) std::abort();
+    path = dir + "/input.safetensors";
+  }
+  ~InputFile() {
     std::remove(path.c_str());
-    rmdir(path.substr(0, path.rfind('/')).c_str());
+    rmdir(dir.c_str());
   }
 };
 
@@ -86,8 +83,9 @@ void check_entries(const bnlab::SafetensorsFile& file) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const Cleanup cleanup;
-  const std::string& path = input_path();
+  static const InputFile input;
+  const std::string& path = input.path;
+  std::remove(path.c_str());  // not truncated: ext4 would flush the rewritten file on close
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f || std::fwrite(data, 1, size, f) != size || std::fclose(f) != 0) std::abort();
   try {

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "bnlab/layer.h"
+#include "bnlab/network.h"
 
 namespace bnlab {
 
@@ -53,5 +55,10 @@ std::unique_ptr<Layer> make_maxpool2d(const MaxPool2dOptions& options);
 std::unique_ptr<Layer> make_dropout(const DropoutOptions& options);
 std::unique_ptr<Layer> make_flatten();
 std::unique_ptr<Layer> make_log_softmax();
+std::unique_ptr<Layer> make_sigmoid();
+std::unique_ptr<Layer> make_tanh();
+// y = x + f(x), f the layers of `body` in order; f must keep the shape. Its tensors are named
+// "<layer>.<tensor>" after the body's layer names (the network prefixes the block's name).
+std::unique_ptr<Layer> make_residual(std::vector<NamedLayer> body);
 
 }  // namespace bnlab

@@ -8,6 +8,10 @@
 // A line is `[name:] Type key=value...`. The name becomes the state_dict prefix ("conv1.weight");
 // an unnamed layer is named by its index, as in nn.Sequential. Sizes of inputs are inferred.
 // Unknown types or keys, bad values and impossible shapes are errors "<file>:<line>:<col>: ...".
+//
+// A residual block, y = x + f(x), is a line `[name:] Residual`, the lines of f, and a line `end`
+// (indentation is free; blocks nest). Its tensors are "<block>.<layer>.<tensor>"; unnamed layers
+// inside are numbered from 0 within the block. f must keep the shape of its input.
 // docs/guide.md lists every layer and key.
 #pragma once
 

@@ -1,4 +1,5 @@
-// From a parsed NetworkSpec to a Network: each layer type's keys, their values and defaults.
+// From a parsed NetworkSpec to a Network: each layer type's keys, their values and defaults, and
+// residual blocks (`Residual` ... `end`) built into one layer that owns its body.
 #include <charconv>
 #include <cmath>
 #include <optional>
@@ -99,6 +100,10 @@ BatchNormOptions batchnorm_options(Settings& s) {
           .track_running_stats = s.boolean("track_running_stats", true)};
 }
 
+// A residual block: `[name:] Residual`, its layers, then a line `end` (parse_spec checks nesting).
+constexpr const char* kResidual = "Residual";
+constexpr const char* kBlockEnd = "end";
+
 using Factory = std::function<std::unique_ptr<Layer>(Settings&)>;
 
 const std::map<std::string, Factory>& factories() {
@@ -136,53 +141,77 @@ const std::map<std::string, Factory>& factories() {
        }},
       {"Flatten", [](Settings&) { return make_flatten(); }},
       {"LogSoftmax", [](Settings&) { return make_log_softmax(); }},
+      {"Sigmoid", [](Settings&) { return make_sigmoid(); }},
+      {"Tanh", [](Settings&) { return make_tanh(); }},
   };
   return table;
+}
+
+[[noreturn]] void line_error(const NetworkSpec& spec, const SpecLine& line, int column, const std::string& what) {
+  throw Error(spec.source + ":" + std::to_string(line.line) + ":" + std::to_string(column) + ": " + what);
+}
+
+// Sets `layer` up on `shape` (replaced by its output shape); a shape error names the line.
+void setup_layer(const NetworkSpec& spec, const SpecLine& line, Layer& layer, Shape& shape) {
+  try {
+    shape = layer.setup(shape);
+  } catch (const Error& e) {
+    line_error(spec, line, line.column, e.what());
+  }
+  for (const SpecSetting& s : line.settings) {
+    if (s.key != "num_features") continue;  // BatchNorm: its output shape is its input's
+    if (s.value != std::to_string(shape[0])) {
+      line_error(spec, line, s.column, line.type + ": num_features: " + s.value + " given, but the input has " +
+                                           std::to_string(shape[0]) + " channels");
+    }
+  }
+}
+
+// The layers of one nesting level, from spec.layers[pos] up to the `end` that closes the block
+// (in_block) or the end of the spec; `pos` moves past them, `shape` becomes their output shape.
+// A `Residual` line takes the lines up to its matching `end` as its body. Unnamed layers are
+// named by their index in their level, a block counting as one layer, as in nn.Sequential.
+std::vector<NamedLayer> build_level(const NetworkSpec& spec, size_t& pos, Shape& shape, bool in_block) {
+  std::vector<NamedLayer> layers;
+  std::set<std::string> names;
+  while (pos < spec.layers.size()) {
+    const SpecLine& line = spec.layers[pos++];
+    if (line.type == kBlockEnd) {
+      if (!in_block) line_error(spec, line, line.column, "'end' without a Residual block to close");
+      return layers;
+    }
+    Settings settings(spec, line);
+    std::unique_ptr<Layer> layer;
+    if (line.type == kResidual) {
+      settings.reject_unknown();
+      Shape inner = shape;
+      layer = make_residual(build_level(spec, pos, inner, true));
+    } else {
+      auto factory = factories().find(line.type);
+      if (factory == factories().end()) {
+        std::string known;
+        for (const auto& [type, _] : factories()) known += (known.empty() ? "" : ", ") + type;
+        line_error(spec, line, line.column, "unknown layer type '" + line.type + "' (known: " + known + ", " +
+                                                kResidual + " ... end)");
+      }
+      layer = factory->second(settings);
+      settings.reject_unknown();
+    }
+    const std::string name = line.name.empty() ? std::to_string(layers.size()) : line.name;
+    if (!names.insert(name).second) line_error(spec, line, 1, "layer name '" + name + "' is used twice");
+    setup_layer(spec, line, *layer, shape);
+    layers.push_back({name, std::move(layer)});
+  }
+  if (in_block) throw Error(spec.source + ": network: a Residual block is not closed by 'end'");
+  return layers;
 }
 
 }  // namespace
 
 Network build_network(const NetworkSpec& spec, const Shape& input_shape) {
-  std::vector<NamedLayer> layers;
-  std::set<std::string> names;
-  for (size_t i = 0; i < spec.layers.size(); ++i) {
-    const SpecLine& line = spec.layers[i];
-    Settings settings(spec, line);
-    auto factory = factories().find(line.type);
-    if (factory == factories().end()) {
-      std::string known;
-      for (const auto& [type, _] : factories()) known += (known.empty() ? "" : ", ") + type;
-      throw Error(spec.source + ":" + std::to_string(line.line) + ":" + std::to_string(line.column) +
-                  ": unknown layer type '" + line.type + "' (known: " + known + ")");
-    }
-    std::unique_ptr<Layer> layer = factory->second(settings);
-    settings.reject_unknown();
-    const std::string name = line.name.empty() ? std::to_string(i) : line.name;
-    if (!names.insert(name).second) {
-      throw Error(spec.source + ":" + std::to_string(line.line) + ":1: layer name '" + name +
-                  "' is used twice");
-    }
-    layers.push_back({name, std::move(layer)});
-  }
-  // Shapes are checked in the Network constructor; prefix its message with the line at fault.
+  size_t pos = 0;
   Shape shape = input_shape;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const SpecLine& line = spec.layers[i];
-    try {
-      shape = layers[i].layer->setup(shape);
-    } catch (const Error& e) {
-      throw Error(spec.source + ":" + std::to_string(line.line) + ":" + std::to_string(line.column) +
-                  ": " + e.what());
-    }
-    for (const SpecSetting& s : line.settings) {
-      if (s.key != "num_features") continue;  // BatchNorm: its output shape is its input's
-      if (s.value != std::to_string(shape[0])) {
-        throw Error(spec.source + ":" + std::to_string(line.line) + ":" + std::to_string(s.column) +
-                    ": " + line.type + ": num_features: " + s.value + " given, but the input has " +
-                    std::to_string(shape[0]) + " channels");
-      }
-    }
-  }
+  std::vector<NamedLayer> layers = build_level(spec, pos, shape, false);
   return Network(std::move(layers), input_shape);
 }
 

@@ -1,5 +1,6 @@
 // Parser of the network description format (see bnlab/spec.h): lines -> SpecLine records.
-// It checks only the syntax; build.cpp checks types, keys and values.
+// It checks only the syntax (and the nesting of Residual ... end blocks); build.cpp checks types,
+// keys and values.
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -44,6 +45,26 @@ std::vector<Token> split_tokens(std::string_view line) {
     if (i > start) tokens.push_back({line.substr(start, i - start), static_cast<int>(start) + 1});
   }
   return tokens;
+}
+
+// Residual blocks: a `Residual` line opens one, a line `end` closes the innermost open one.
+// Checks the nesting here so that build.cpp sees only well-formed blocks.
+void check_blocks(const NetworkSpec& spec) {
+  std::vector<const SpecLine*> open;
+  for (const SpecLine& line : spec.layers) {
+    if (line.type == "Residual") {
+      open.push_back(&line);
+    } else if (line.type == "end") {
+      if (!line.name.empty()) syntax_error(spec.source, line.line, 1, "'end' closes a block and takes no name");
+      if (!line.settings.empty()) syntax_error(spec.source, line.line, line.settings[0].column, "'end' takes no settings");
+      if (open.empty()) syntax_error(spec.source, line.line, line.column, "'end' without a Residual block to close");
+      if (&line == open.back() + 1) syntax_error(spec.source, open.back()->line, open.back()->column, "Residual block has no layers");
+      open.pop_back();
+    }
+  }
+  if (!open.empty()) {
+    syntax_error(spec.source, open.back()->line, open.back()->column, "Residual block is not closed by a line 'end'");
+  }
 }
 
 }  // namespace
@@ -95,6 +116,7 @@ NetworkSpec parse_spec(std::string_view text, const std::string& source) {
     if (end == text.size()) break;
   }
   if (spec.layers.empty()) throw Error(source + ": network: no layers");
+  check_blocks(spec);
   return spec;
 }
 

@@ -15,5 +15,6 @@ void add_eval_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_summary_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+void add_experiment_command(CLI::App& app);
 
 }  // namespace bnlab::cli

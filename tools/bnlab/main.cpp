@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   bnlab::cli::add_export_command(app);
   bnlab::cli::add_summary_command(app);
   bnlab::cli::add_predict_command(app);
+  bnlab::cli::add_experiment_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,67 @@
+// What every experiment implements, and what the driver (registry.cpp) hands it: the resolved
+// options, the data, and a way to report progress. Rows are CSV fields in the order of
+// columns(); the first column is always the run key.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bnlab/data.h"
+#include "experiments/experiment.h"
+#include "experiments/results.h"
+
+namespace bnlab::experiments {
+
+using ProgressFn = std::function<void(const RunProgress&)>;
+
+struct RunOutput {
+  std::vector<Row> rows;
+  std::string outcome;  // one line for the progress display: "98.12% test accuracy", "diverged at step 7"
+};
+
+struct PlannedRun {
+  std::string key;  // unique in the experiment, e.g. "seed/adadelta/s1"
+  std::function<RunOutput(const ProgressFn&)> execute;
+};
+
+struct Context {
+  Options options;  // steps, seeds and eval_every resolved
+  std::string out_dir;
+  const DataSource* data = nullptr;  // limited as asked
+};
+
+// Markdown of the report and the figures it drew (render() in plot.h).
+struct ReportText {
+  std::string markdown;
+  std::vector<std::string> figures;
+};
+
+class Experiment {
+ public:
+  virtual ~Experiment() = default;
+  virtual std::string_view name() const = 0;
+  virtual std::string_view summary() const = 0;
+  virtual int64_t default_steps() const = 0;
+  virtual int64_t default_seeds() const { return 1; }
+  virtual int64_t default_eval_every(int64_t steps) const { return std::max<int64_t>(1, steps / 20); }
+  virtual std::vector<std::string> columns() const = 0;
+  virtual std::vector<PlannedRun> plan(const Context& ctx) const = 0;
+  // From the rows of the planned runs (this session's and earlier ones'): figures and Markdown.
+  virtual ReportText report(const Context& ctx, const Table& table) const = 0;
+};
+
+// The command that reproduces the experiment with these options, for reports.
+std::string command_line(const Context& ctx);
+// A paragraph with the budget, data and command of the experiment.
+std::string settings_paragraph(const Context& ctx, const std::string& recipe);
+
+std::unique_ptr<Experiment> make_bn_vs_nobn();
+std::unique_ptr<Experiment> make_placement();
+std::unique_ptr<Experiment> make_paper_fig1();
+std::unique_ptr<Experiment> make_depth();
+std::unique_ptr<Experiment> make_activations();
+
+}  // namespace bnlab::experiments

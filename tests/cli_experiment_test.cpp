@@ -1,0 +1,235 @@
+// `bnlab experiment` end to end on a tiny budget (a few steps on a slice of MNIST): every
+// experiment writes a well-formed results.csv, SVG and PNG figures and a report; an interrupted
+// experiment keeps its finished runs and a rerun skips them; changed budgets and bad names are
+// errors.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CommandResult {
+  int status = -1;
+  std::string out;  // stdout and stderr together
+};
+
+CommandResult bnlab(const std::string& args) {
+  CommandResult r;
+  const std::string command = std::string(BNLAB_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+size_t fields(const std::string& line) { return static_cast<size_t>(std::count(line.begin(), line.end(), ',')) + 1; }
+
+// A small XML well-formedness check: tags nest and close, quotes close, one root element.
+// Returns the root's name, or "" if the text is not well-formed.
+std::string xml_root(const std::string& text) {
+  std::vector<std::string> open;
+  std::string root;
+  size_t i = 0;
+  while ((i = text.find('<', i)) != std::string::npos) {
+    auto skip_to = [&](const char* end) {
+      const size_t e = text.find(end, i);
+      i = e == std::string::npos ? std::string::npos : e + std::strlen(end);
+      return i != std::string::npos;
+    };
+    if (text.compare(i, 4, "<!--") == 0) { if (!skip_to("-->")) return ""; continue; }
+    if (text.compare(i, 9, "<![CDATA[") == 0) { if (!skip_to("]]>")) return ""; continue; }
+    if (text.compare(i, 2, "<?") == 0) { if (!skip_to("?>")) return ""; continue; }
+    if (text.compare(i, 2, "<!") == 0) { if (!skip_to(">")) return ""; continue; }
+    const bool closing = text.compare(i, 2, "</") == 0;
+    size_t j = i + (closing ? 2 : 1);
+    const size_t name_end = text.find_first_of(" \t\r\n/>", j);
+    if (name_end == std::string::npos || name_end == j) return "";
+    const std::string name = text.substr(j, name_end - j);
+    char quote = 0;
+    for (j = name_end; j < text.size(); ++j) {  // attributes: '>' inside quotes does not end the tag
+      if (quote) { if (text[j] == quote) quote = 0; }
+      else if (text[j] == '"' || text[j] == '\'') quote = text[j];
+      else if (text[j] == '>') break;
+    }
+    if (j == text.size()) return "";
+    const bool self_closing = text[j - 1] == '/';
+    if (closing) {
+      if (open.empty() || open.back() != name) return "";
+      open.pop_back();
+    } else if (!self_closing) {
+      if (open.empty()) {
+        if (!root.empty()) return "";  // a second root
+        root = name;
+      }
+      open.push_back(name);
+    } else if (open.empty() && root.empty()) {
+      root = name;
+    }
+    i = j + 1;
+  }
+  return open.empty() ? root : "";
+}
+
+class ExperimentCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("bnlab_experiment_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Runs the experiment and checks everything it promises to write; returns the CSV's lines.
+  std::vector<std::string> run_and_check(const std::string& name, const std::string& flags, const std::string& header,
+                                         const std::vector<std::string>& figures) {
+    const CommandResult r = bnlab("experiment " + name + " " + kTiny + " " + (flags.empty() ? "--steps 3" : flags) +
+                                  " --out " + dir_.string());
+    EXPECT_EQ(r.status, 0) << r.out;
+    const std::vector<std::string> csv = lines_of(read_file(dir_ / "results.csv"));
+    EXPECT_GE(csv.size(), 2u);
+    if (csv.empty()) return csv;
+    EXPECT_EQ(csv[0], header);
+    for (size_t i = 1; i < csv.size(); ++i) EXPECT_EQ(fields(csv[i]), fields(header)) << "line " << i + 1 << ": " << csv[i];
+    const std::string report = read_file(dir_ / "report.md");
+    EXPECT_EQ(report.rfind("# ", 0), 0u) << report;
+    EXPECT_NE(report.find("|---|"), std::string::npos) << "no table in the report";
+    for (const std::string& fig : figures) {
+      const std::string svg = read_file(dir_ / (fig + ".svg"));
+      EXPECT_EQ(xml_root(svg), "svg") << fig << ".svg is not well-formed XML with an <svg> root";
+      const std::string png = read_file(dir_ / (fig + ".png"));
+      EXPECT_GT(png.size(), 1000u) << fig;
+      EXPECT_EQ(png.substr(0, std::min<size_t>(8, png.size())), std::string("\x89PNG\r\n\x1a\n", 8)) << fig;
+      EXPECT_NE(report.find("](" + fig + ".png)"), std::string::npos) << "report does not show " << fig;
+      EXPECT_TRUE(fs::exists(dir_ / (fig + ".gp")));
+    }
+    return csv;
+  }
+
+  static constexpr const char* kTiny = "--seeds 1 --limit-train 256 --limit-test 100 --threads 2";
+  fs::path dir_;
+};
+
+TEST_F(ExperimentCli, BnVsNoBnWritesCurvesForBothRecipes) {
+  const auto csv = run_and_check("bn-vs-nobn", "", "run,model,recipe,seed,step,train_loss,test_loss,test_accuracy,status",
+                                 {"bn-vs-nobn"});
+  // Four runs, each from step 0: 4 points and the final evaluation, or fewer if it diverged.
+  int starts = 0;
+  for (const std::string& line : csv) starts += line.find(",0,nan,") != std::string::npos;
+  EXPECT_EQ(starts, 4);
+}
+
+TEST_F(ExperimentCli, PlacementReportsEveryVariant) {
+  const auto csv = run_and_check("placement", "", "run,model,seed,step,train_loss,test_loss,test_accuracy,status", {"placement"});
+  EXPECT_EQ(csv.size(), 1u + 4 * 5);  // 4 variants x (steps 0..3 + final)
+  const std::string report = read_file(dir_ / "report.md");
+  for (const char* v : {"`seed`", "`seed-bn-after-relu`", "`seed-bn-conv-only`", "`seed-nobn`"})
+    EXPECT_NE(report.find(v), std::string::npos) << v;
+}
+
+TEST_F(ExperimentCli, PaperFig1RecordsPercentiles) {
+  const auto csv = run_and_check("paper-fig1", "", "run,model,seed,step,train_loss,test_loss,test_accuracy,status,p15,p50,p85",
+                                 {"paper-fig1"});
+  EXPECT_EQ(csv.size(), 1u + 2 * 5);
+  EXPECT_EQ(fields(csv[1]), 11u);
+  EXPECT_EQ(csv[1].find("nan,nan,nan"), std::string::npos) << "no percentiles at step 0: " << csv[1];
+}
+
+TEST_F(ExperimentCli, DepthTrainsEveryVariantAndMeasuresGradients) {
+  const auto csv = run_and_check("depth", "--steps 2 --eval-every 2", "run,variant,depth,lr,seed,step,layer,metric,value", {"depth"});
+  int grads = 0;
+  for (const std::string& line : csv) grads += line.find(",grad_norm,") != std::string::npos;
+  EXPECT_EQ(grads, 3 * (10 + 20 + 50 + 110));  // one per Linear layer of every variant and depth
+}
+
+TEST_F(ExperimentCli, ActivationsRecordsEveryReluInput) {
+  const auto csv = run_and_check("activations", "", "run,model,seed,step,relu,point,layer,mean,std", {"activations"});
+  EXPECT_EQ(csv.size(), 1u + 3 * (3 + 6));  // steps 1..3: 3 ReLU inputs without BN; 3 + 3 BN inputs with
+}
+
+TEST_F(ExperimentCli, RerunSkipsFinishedRunsAndRefusesAnotherBudget) {
+  const std::string args = std::string("experiment placement ") + kTiny + " --steps 2 --out " + dir_.string();
+  ASSERT_EQ(bnlab(args).status, 0);
+  const std::string first = read_file(dir_ / "results.csv");
+  const CommandResult again = bnlab(args);
+  ASSERT_EQ(again.status, 0) << again.out;
+  EXPECT_NE(again.out.find("4 runs (4 from earlier results)"), std::string::npos) << again.out;
+  EXPECT_EQ(read_file(dir_ / "results.csv"), first);
+
+  const CommandResult other = bnlab(std::string("experiment placement ") + kTiny + " --steps 4 --out " + dir_.string());
+  EXPECT_EQ(other.status, 2);
+  EXPECT_NE(other.out.find("steps=2"), std::string::npos) << other.out;
+  EXPECT_EQ(bnlab(std::string("experiment placement ") + kTiny + " --steps 4 --fresh --out " + dir_.string()).status, 0);
+}
+
+TEST_F(ExperimentCli, InterruptedExperimentKeepsFinishedRuns) {
+  const std::string log = (dir_.string() + ".log");
+  const std::string args = std::string("experiment placement ") + kTiny + " --steps 40 --eval-every 20 --out " + dir_.string();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const std::string command = "exec " + std::string(BNLAB_BINARY) + " " + args + " > " + log + " 2>&1";
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait for the first finished run on disk, then interrupt.
+  int status = 0;
+  bool exited = false;
+  for (int i = 0; i < 1500 && !fs::exists(dir_ / "results.csv") && !exited; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    exited = waitpid(pid, &status, WNOHANG) == pid;
+  }
+  if (!exited) {
+    kill(pid, SIGINT);
+    waitpid(pid, &status, 0);
+  }
+  ASSERT_TRUE(fs::exists(dir_ / "results.csv")) << read_file(log);
+  const auto kept = lines_of(read_file(dir_ / "results.csv"));
+  ASSERT_GE(kept.size(), 1u + 4);  // at least one whole run: steps 0, 20, 40 and the final row
+  EXPECT_EQ((kept.size() - 1) % 4, 0u) << "a run was written in part";
+
+  const CommandResult rerun = bnlab(args);
+  ASSERT_EQ(rerun.status, 0) << rerun.out;
+  const size_t done = (kept.size() - 1) / 4;
+  EXPECT_NE(rerun.out.find("4 runs (" + std::to_string(done) + " from earlier results)"), std::string::npos) << rerun.out;
+  EXPECT_EQ(lines_of(read_file(dir_ / "results.csv")).size(), 1u + 4 * 4);
+  fs::remove(log);
+}
+
+TEST_F(ExperimentCli, UnknownExperimentIsABadFlag) {
+  const CommandResult r = bnlab("experiment no-such-thing");
+  EXPECT_EQ(r.status, 2) << r.out;
+  const CommandResult help = bnlab("experiment --help");
+  EXPECT_EQ(help.status, 0);
+  for (const char* name : {"bn-vs-nobn", "placement", "paper-fig1", "depth", "activations"})
+    EXPECT_NE(help.out.find(name), std::string::npos) << name;
+}
+
+}  // namespace
