@@ -158,7 +158,7 @@ TEST_F(ExperimentCli, PlacementReportsEveryVariant) {
 TEST_F(ExperimentCli, PaperFig1RecordsPercentiles) {
   const auto csv = run_and_check("paper-fig1", "", "run,model,seed,step,train_loss,test_loss,test_accuracy,status,p15,p50,p85",
                                  {"paper-fig1"});
-  EXPECT_EQ(csv.size(), 1u + 2 * 5);
+  ASSERT_EQ(csv.size(), 1u + 2 * 5);
   EXPECT_EQ(fields(csv[1]), 11u);
   EXPECT_EQ(csv[1].find("nan,nan,nan"), std::string::npos) << "no percentiles at step 0: " << csv[1];
 }

@@ -18,7 +18,7 @@ namespace bnlab::experiments {
 namespace {
 
 constexpr int64_t kDepths[] = {10, 20, 50, 110};
-constexpr double kLrs[] = {0.01, 0.03, 0.1};
+constexpr double kLrs[] = {0.001, 0.003, 0.01, 0.03, 0.1};
 constexpr DepthVariant kVariants[] = {DepthVariant::Plain, DepthVariant::PlainBN, DepthVariant::ResidualBN};
 constexpr int64_t kWidth = 64;
 constexpr int64_t kGradBatch = 256;  // training images for the gradient at initialization
@@ -113,7 +113,7 @@ class Depth final : public Experiment {
     Markdown md("Depth: plain and residual networks with and without BN");
     md.paragraph(settings_paragraph(
         ctx, "Fully connected ReLU networks of width " + std::to_string(kWidth) + " (depth counts Linear layers), " +
-                 "PyTorch's default initialization, SGD with momentum 0.9, batch 64, learning rates 0.01, 0.03 and 0.1; " +
+                 "PyTorch's default initialization, SGD with momentum 0.9, batch 64, learning rates 0.001 to 0.1; " +
                  "final accuracy on the whole test set. Gradient norms: one backward pass of " +
                  std::to_string(kGradBatch) + " training images at initialization (seed 1)."));
     Figure fig{.name = "depth", .title = "Deep fully connected networks (width 64) on MNIST", .rows = 2, .cols = 2,
@@ -165,7 +165,10 @@ class Depth final : public Experiment {
       fig.panels.push_back(std::move(grads));
     }
     fig.panels.insert(fig.panels.begin(), acc);
-    md.table({"variant", "depth", "lr 0.01", "lr 0.03", "lr 0.1", "best"}, table);
+    std::vector<std::string> header = {"variant", "depth"};
+    for (double lr : kLrs) header.push_back("lr " + field(lr));
+    header.push_back("best");
+    md.table(header, table);
     md.paragraph("Test accuracy in percent after the budget (mean ± std over seeds when there are several); "
                  "10% is chance.");
     md.figure(fig.name, "accuracy against depth, and gradient norms per layer at initialization");

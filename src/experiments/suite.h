@@ -3,6 +3,8 @@
 // columns(); the first column is always the run key.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>

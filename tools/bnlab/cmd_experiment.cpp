@@ -29,7 +29,10 @@ class ConsoleObserver final : public experiments::Observer {
     std::fflush(stdout);
   }
   void on_progress(const experiments::RunInfo& r, const experiments::RunProgress& p) override {
-    if (!live_ && !p.evaluated) return;
+    // Not a terminal: a line per evaluation, and at least one per tenth of the run.
+    const int64_t tenth = p.steps > 0 ? 10 * p.step / p.steps : 0;
+    if (!live_ && !p.evaluated && tenth <= last_tenth_) return;
+    last_tenth_ = p.step == 0 ? 0 : tenth;
     const double rate = p.seconds > 0 ? static_cast<double>(p.step) / p.seconds : 0;
     char accuracy[16] = "-";
     if (p.accuracy >= 0) std::snprintf(accuracy, sizeof accuracy, "%.2f%%", p.accuracy);
@@ -47,6 +50,7 @@ class ConsoleObserver final : public experiments::Observer {
 
  private:
   bool live_;
+  int64_t last_tenth_ = 0;
 };
 
 void run_experiment(const ExperimentFlags& f) {
