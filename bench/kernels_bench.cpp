@@ -175,8 +175,8 @@ struct ConvProblem {
     dx.assign(x.size(), 0.0f);
     dw.assign(w.size(), 0.0f);
     dbias.assign(g.out_channels, 0.0f);
-    col.assign(threads * g.col_size(), 0.0f);
-    dw_scratch.assign(threads * g.weight_size(), 0.0f);
+    col.assign(k::conv_scratch_size(g, threads), 0.0f);
+    dw_scratch.assign(k::conv_weight_scratch_size(g, threads), 0.0f);
   }
   // Multiply-adds of the forward pass; backward does twice as many (dx and dw).
   double macs() const { return static_cast<double>(N) * static_cast<double>(g.weight_size()) *

@@ -1,5 +1,6 @@
-// Where a training step of a network spends its time, layer by layer (median of repeated steps).
-//   build/bench/profile_layers [model] [batch] [steps]
+// Where a training step of a network spends its time, layer by layer (median of repeated steps);
+// with `eval`, where an eval-mode forward pass does (BN+ReLU fused in both, as bnlab runs them).
+//   build/bench/profile_layers [model] [batch] [steps] [train|eval]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,8 +18,10 @@ int main(int argc, char** argv) {
   const std::string model = argc > 1 ? argv[1] : "seed";
   const int64_t batch = argc > 2 ? std::stoll(argv[2]) : 64;
   const int steps = argc > 3 ? std::stoi(argv[3]) : 30;
+  const bool eval = argc > 4 && std::string(argv[4]) == "eval";
   bnlab::set_threads(0);
   bnlab::Network net = bnlab::build_network(bnlab::load_spec(model), {1, 28, 28});
+  net.fuse_batchnorm_relu();
   net.initialize(1);
   net.reserve(batch);
   std::vector<float> x(batch * 784);
@@ -31,10 +34,13 @@ int main(int argc, char** argv) {
   std::vector<double> total;
   for (int s = 0; s < steps + 3; ++s) {
     const auto t0 = Clock::now();
-    const float* logp = net.forward(x.data(), batch, {.mode = bnlab::Mode::Train, .random_key = static_cast<uint64_t>(s)});
-    bnlab::nll_loss(dlogp.data(), logp, labels.data(), batch, 10);
-    net.zero_grad();
-    net.backward(dlogp.data(), batch);
+    const bnlab::Mode mode = eval ? bnlab::Mode::Eval : bnlab::Mode::Train;
+    const float* logp = net.forward(x.data(), batch, {.mode = mode, .random_key = static_cast<uint64_t>(s)});
+    if (!eval) {
+      bnlab::nll_loss(dlogp.data(), logp, labels.data(), batch, 10);
+      net.zero_grad();
+      net.backward(dlogp.data(), batch);
+    }
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     if (s >= 3) total.push_back(dt);
   }
@@ -47,8 +53,12 @@ int main(int argc, char** argv) {
     std::vector<float> dy(out.size(), 0.01f);
     for (int s = 0; s < steps; ++s) {
       auto t0 = Clock::now();
-      layer.forward(out.data(), in, batch, {.mode = bnlab::Mode::Train, .random_key = 1});
+      layer.forward(out.data(), in, batch, {.mode = eval ? bnlab::Mode::Eval : bnlab::Mode::Train, .random_key = 1});
       fwd[i].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      if (eval) {
+        bwd[i].push_back(0);
+        continue;
+      }
       t0 = Clock::now();
       layer.backward(i == 0 ? nullptr : dx.data(), dy.data(), in, out.data(), batch);
       bwd[i].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
@@ -58,8 +68,8 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  std::printf("%s batch %lld, %d threads: step %.2f ms (%.0f images/s)\n", model.c_str(), static_cast<long long>(batch),
-              bnlab::threads(), 1e3 * median(total), batch / median(total));
+  std::printf("%s batch %lld, %d threads: %s %.2f ms (%.0f images/s)\n", model.c_str(), static_cast<long long>(batch),
+              bnlab::threads(), eval ? "eval forward" : "training step", 1e3 * median(total), batch / median(total));
   for (size_t i = 0; i < L; ++i) {
     std::printf("  %-10s %-12s fwd %7.3f ms  bwd %7.3f ms\n", net.layer_name(i).c_str(),
                 std::string(net.layer(i).type()).c_str(), 1e3 * median(fwd[i]), 1e3 * median(bwd[i]));

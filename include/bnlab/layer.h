@@ -47,10 +47,22 @@ struct TensorSlot {
   int64_t* counter = nullptr;  // Counter only
 };
 
-// Per-call facts a layer may need: train or eval, and the random key of this step.
+// Per-call facts a layer may need: train or eval, the random key of this step, and whether a
+// backward pass may follow (inference says it will not: nothing need be saved for it).
 struct RunContext {
   Mode mode = Mode::Train;
   uint64_t random_key = 0;
+  bool backward_follows = true;
+};
+
+// What inference may apply to a layer's output inside the layer (Network::infer): the
+// per-channel affine map of a following BatchNorm in eval mode, then a ReLU, then a 2x2,
+// stride-2 max-pool. Outputs are the same bits as the layers run one by one.
+struct Epilogue {
+  const float* scale = nullptr;  // (C), with shift; null: no affine map
+  const float* shift = nullptr;
+  bool relu = false;
+  bool maxpool2x2 = false;
 };
 
 class Layer {
@@ -73,6 +85,8 @@ class Layer {
 
   // A view layer's output is its input (Flatten): the network aliases the buffers.
   virtual bool is_view() const { return false; }
+  // The layer passes its input through unchanged in eval mode (Dropout): inference skips it.
+  virtual bool identity_in_eval() const { return false; }
 
   // Asked by Network::fuse_batchnorm_relu when a ReLU follows: a layer that can apply the ReLU
   // itself (BatchNorm) says yes, and from then on its output is the ReLU's.
@@ -92,6 +106,17 @@ class Layer {
   // dx (n, in...) from dy (n, out...), given the x and y of the last forward; dx may be null
   // (first layer). Parameter gradients accumulate into their slots.
   virtual void backward(float* dx, const float* dy, const float* x, const float* y, int64_t n) = 0;
+
+  // Inference fusion. A normalization whose eval mode is a per-channel affine map writes it
+  // (scale, shift: (C)) and returns true.
+  virtual bool eval_affine(float* /*scale*/, float* /*shift*/) const { return false; }
+  // A 2x2, stride-2 max-pool without padding, which a layer before it may absorb.
+  virtual bool is_maxpool2x2() const { return false; }
+  // Eval-mode forward with `epilogue` applied to the output (the pooled shape if it pools);
+  // returns false, having written nothing, if this layer cannot apply it.
+  virtual bool forward_fused(float* /*y*/, const float* /*x*/, int64_t /*n*/, const Epilogue& /*e*/) {
+    return false;
+  }
 
   // Multiply-adds per sample, for summaries and benchmarks.
   virtual int64_t macs_per_sample() const { return 0; }

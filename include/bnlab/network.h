@@ -48,8 +48,9 @@ class Network {
   // thread count. Idempotent for smaller batches.
   void reserve(int64_t max_batch);
   int64_t capacity() const { return capacity_; }
-  // Two ping-pong buffers for eval-mode batches larger than capacity(): inference keeps no
-  // activations, so a batch of 1,000 costs two layer outputs, not all of them.
+  // Eval-mode batches larger than capacity(): inference keeps no activations and runs a per-sample
+  // network in small pieces through two ping-pong buffers, so a batch of 1,000 costs the
+  // outputs and two layer outputs of a piece, not all of them.
   void reserve_inference(int64_t max_batch);
 
   // x (n, input...) -> returned pointer to (n, output...), valid until the next forward.
@@ -106,8 +107,12 @@ class Network {
   std::vector<float*> outputs_;
   const float* input_ = nullptr;
   std::vector<float> grad_a_, grad_b_;  // ping-pong activation gradients
-  int64_t inference_capacity_ = 0;
-  std::vector<float> infer_a_, infer_b_;  // ping-pong eval activations
+  int64_t inference_capacity_ = 0, inference_piece_ = 0;
+  std::vector<float> infer_a_, infer_b_;  // ping-pong eval activations of one piece
+  std::vector<float> infer_out_;          // (inference_capacity_, output...)
+  std::vector<float> infer_scale_, infer_shift_;  // a fused normalization's map, per channel
+  const float* infer(const float* x, int64_t n, const RunContext& ctx);
+  size_t infer_fused(size_t i, float* out, const float* in, int64_t n);
   int threads_ = 0;
   int64_t layer_capacity_ = 0;  // the batch the layers' scratch was reserved for
   void reserve_layers(int64_t max_batch);

@@ -73,6 +73,13 @@ void bn_update_running(T* running_mean, T* running_var, const T* mean, const T* 
 }
 
 namespace {
+template <typename T>
+void channel_affine(T* alpha, T* beta, T mean, T invstd, const T* weight, const T* bias, int64_t c) {
+  *alpha = invstd * (weight ? weight[c] : T(1));
+  // One rounding, as PyTorch's kernel compiled for AVX2/AVX-512 (the compiler fuses it there).
+  *beta = std::fma(-mean, *alpha, bias ? bias[c] : T(0));
+}
+
 // y = row(x) per (n, c) row with the channel's alpha and beta; `row` is the affine map, or the
 // affine map followed by ReLU.
 template <typename T, typename Row>
@@ -81,14 +88,19 @@ void normalize_rows(T* y, const T* x, const T* mean, const T* invstd, const T* w
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
-      const T alpha = invstd[c] * (weight ? weight[c] : T(1));
-      // One rounding, as PyTorch's kernel compiled for AVX2/AVX-512 (the compiler fuses it there).
-      const T beta = std::fma(-mean[c], alpha, bias ? bias[c] : T(0));
+      T alpha, beta;
+      channel_affine(&alpha, &beta, mean[c], invstd[c], weight, bias, c);
       row(y + (n * C + c) * S, x + (n * C + c) * S, S, alpha, beta);
     }
   }
 }
 }  // namespace
+
+template <typename T>
+void bn_affine(T* alpha, T* beta, const T* mean, const T* invstd, const T* weight, const T* bias,
+               int64_t C) {
+  for (int64_t c = 0; c < C; ++c) channel_affine(alpha + c, beta + c, mean[c], invstd[c], weight, bias, c);
+}
 
 template <typename T>
 void bn_normalize(T* y, const T* x, const T* mean, const T* invstd, const T* weight,
@@ -175,6 +187,7 @@ void bn_backward_params(T* dweight, T* dbias, const double* sum_dy, const double
   template void bn_invstd_from_var_sum<T>(T*, const T*, int64_t, double, int64_t);             \
   template void bn_invstd_from_var<T>(T*, const T*, double, int64_t);                          \
   template void bn_update_running<T>(T*, T*, const T*, const T*, int64_t, double, int64_t);    \
+  template void bn_affine<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t);          \
   template void bn_normalize<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
                                 int64_t, int64_t);                                             \
   template void bn_normalize_relu<T>(T*, const T*, const T*, const T*, const T*, const T*,     \

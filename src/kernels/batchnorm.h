@@ -8,7 +8,8 @@
 // Numerics follow PyTorch's CPU kernel (aten/src/ATen/native/cpu/batch_norm_kernel.cpp, 1.13):
 // the mean is summed in double and rounded to float, then the squared deviations from that
 // float mean are summed in double (two passes, never E[x^2] - E[x]^2); y = x * alpha + beta with
-// alpha = weight * invstd, beta = bias - mean * alpha, without FMA. With a large mean (1e4) and a
+// alpha = weight * invstd, beta = bias - mean * alpha, each one rounding (a fused multiply-add
+// where the CPU has FMA, as PyTorch's vectorized kernel compiles). With a large mean (1e4) and a
 // tiny variance, x * alpha is ~1e6 and rounds to 0.06: any other formula, or an invstd one ulp
 // off, would move y by that much, so bnlab computes the same operations in the same precision.
 #pragma once
@@ -44,6 +45,13 @@ void bn_invstd_from_var(T* invstd, const T* var, double eps, int64_t C);
 template <typename T>
 void bn_update_running(T* running_mean, T* running_var, const T* mean, const T* var_sum,
                        int64_t count, double momentum, int64_t C);
+
+// alpha[c] = invstd[c] * weight[c], beta[c] = bias[c] - mean[c] * alpha[c] (one rounding): the
+// map bn_normalize applies, for layers that apply it themselves (inference fusion). weight and
+// bias may be null (affine off: 1 and 0).
+template <typename T>
+void bn_affine(T* alpha, T* beta, const T* mean, const T* invstd, const T* weight, const T* bias,
+               int64_t C);
 
 // y = x * alpha + beta per channel; weight and bias may be null (affine off: 1 and 0).
 template <typename T>

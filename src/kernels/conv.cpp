@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "bnlab/error.h"
 #include "kernels/gemm.h"
+#include "kernels/rows.h"
+#include "kernels/vector_rows.h"
+#include "kernels/winograd.h"
 
 namespace bnlab::kernels {
 
@@ -17,7 +21,44 @@ void valid_columns(int64_t* lo, int64_t* hi, int64_t k, const ConvGeometry& g, i
   *hi = g.width - offset <= 0 ? 0 : std::min(Wo, (g.width - offset + g.stride - 1) / g.stride);
   *lo = std::min(*lo, *hi);
 }
+
+// dbias (Co) += sum over samples and positions of dy (N, Co, P), in double.
+template <typename T>
+void bias_grad(T* dbias, const T* dy, int64_t Co, int64_t P, int64_t N) {
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < Co; ++o) {
+    double acc = 0;
+    for (int64_t n = 0; n < N; ++n) row_sum(dy + (n * Co + o) * P, P, &acc);
+    dbias[o] += static_cast<T>(acc);
+  }
+}
 }  // namespace
+
+// Winograd pays where the GEMMs dominate: with one or two input channels the im2col GEMM is
+// tiny and the transforms would cost more than they save.
+ConvAlgorithm conv_algorithm(const ConvGeometry& g) {
+  constexpr int64_t kMinWinogradChannels = 4;
+  constexpr int64_t kMaxDirectTaps = 27;  // Ci * KH * KW: 3 input channels of 3x3
+  if (g.stride != 1) return ConvAlgorithm::Im2col;
+  if (g.kernel_h == 3 && g.kernel_w == 3 && g.in_channels >= kMinWinogradChannels) return ConvAlgorithm::Winograd;
+  // Direct's scratch (one output plane on the input's width) fits in im2col's.
+  if (g.col_rows() <= kMaxDirectTaps && g.padding == 0) return ConvAlgorithm::Direct;
+  return ConvAlgorithm::Im2col;
+}
+
+bool conv_can_pool(const ConvGeometry& g) {
+  return conv_algorithm(g) == ConvAlgorithm::Winograd && winograd_exact(g);
+}
+
+int64_t conv_scratch_size(const ConvGeometry& g, int threads) {
+  if (conv_algorithm(g) == ConvAlgorithm::Winograd) return winograd_scratch_size(g, threads);
+  return threads * g.col_size();
+}
+
+int64_t conv_weight_scratch_size(const ConvGeometry& g, int threads) {
+  if (conv_algorithm(g) == ConvAlgorithm::Winograd) return winograd_weight_scratch_size(g, threads);
+  return threads * g.weight_size();
+}
 
 template <typename T>
 void im2col(T* col, const T* x, const ConvGeometry& g) {
@@ -63,7 +104,11 @@ void col2im_add(T* dx, const T* dcol, const ConvGeometry& g) {
           if (ih < 0 || ih >= g.height) continue;
           T* out = dx + (i * g.height + ih) * g.width + kw - g.padding;
           const T* in = row + oh * Wo;
-          for (int64_t ow = lo; ow < hi; ++ow) out[ow * g.stride] += in[ow];
+          if (g.stride == 1) {
+            row_add(out + lo, in + lo, hi - lo);
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow * g.stride] += in[ow];
+          }
         }
       }
     }
@@ -72,7 +117,13 @@ void col2im_add(T* dx, const T* dcol, const ConvGeometry& g) {
 
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* col_scratch,
-                    const ConvGeometry& g, int64_t N, int threads) {
+                    const ConvGeometry& g, int64_t N, int threads, const ConvEpilogue<T>& epilogue) {
+  if (conv_algorithm(g) == ConvAlgorithm::Winograd) {
+    winograd_conv2d_forward(y, x, w, bias, col_scratch, g, N, threads, epilogue);
+    return;
+  }
+  if (epilogue.maxpool2x2) fail("conv2d", "epilogue", "max-pooling needs the Winograd path (conv_can_pool)");
+  const bool direct = conv_algorithm(g) == ConvAlgorithm::Direct;
   const int64_t P = g.out_height() * g.out_width();
   const int64_t in_size = g.in_channels * g.height * g.width;
 #pragma omp parallel num_threads(threads)
@@ -81,12 +132,23 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* col_scratch,
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       T* out = y + n * g.out_channels * P;
-      if (bias) {
-        for (int64_t o = 0; o < g.out_channels; ++o) std::fill(out + o * P, out + (o + 1) * P, bias[o]);
+      if (direct) {
+        direct_conv(out, col, x + n * in_size, w, bias, g);
+      } else {
+        if (bias) {
+          for (int64_t o = 0; o < g.out_channels; ++o) std::fill(out + o * P, out + (o + 1) * P, bias[o]);
+        }
+        im2col(col, x + n * in_size, g);
+        gemm(Trans::No, Trans::No, g.out_channels, P, g.col_rows(), T(1), w, g.col_rows(), col, P,
+             bias ? T(1) : T(0), out, P);
       }
-      im2col(col, x + n * in_size, g);
-      gemm(Trans::No, Trans::No, g.out_channels, P, g.col_rows(), T(1), w, g.col_rows(), col, P,
-           bias ? T(1) : T(0), out, P);
+      // The epilogue while the sample's output is still in cache, with BN's own row loops.
+      for (int64_t o = 0; o < g.out_channels && (epilogue.scale || epilogue.relu); ++o) {
+        T* row = out + o * P;
+        if (epilogue.scale && epilogue.relu) row_affine_relu(row, row, P, epilogue.scale[o], epilogue.shift[o]);
+        else if (epilogue.scale) row_affine(row, row, P, epilogue.scale[o], epilogue.shift[o]);
+        else row_relu(row, row, P);
+      }
     }
   }
 }
@@ -95,6 +157,11 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, T* col_scratch,
                      T* dw_scratch, const ConvGeometry& g, int64_t N, int threads) {
   const int64_t P = g.out_height() * g.out_width();
+  if (dbias) bias_grad(dbias, dy, g.out_channels, P, N);
+  if (conv_algorithm(g) == ConvAlgorithm::Winograd) {
+    winograd_conv2d_backward(dx, dw, dy, x, w, col_scratch, dw_scratch, g, N, threads);
+    return;
+  }
   const int64_t in_size = g.in_channels * g.height * g.width;
   const int64_t wsize = g.weight_size();
   int used = 1;
@@ -130,24 +197,13 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
     for (int t = 0; t < used; ++t) acc += dw_scratch[t * wsize + j];
     dw[j] = acc;
   }
-  if (dbias) {
-#pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < g.out_channels; ++o) {
-      double acc = 0;
-      for (int64_t n = 0; n < N; ++n) {
-        const T* row = dy + (n * g.out_channels + o) * P;
-        for (int64_t p = 0; p < P; ++p) acc += row[p];
-      }
-      dbias[o] += static_cast<T>(acc);
-    }
-  }
 }
 
 #define BNLAB_INSTANTIATE(T)                                                                  \
   template void im2col<T>(T*, const T*, const ConvGeometry&);                                 \
   template void col2im_add<T>(T*, const T*, const ConvGeometry&);                             \
   template void conv2d_forward<T>(T*, const T*, const T*, const T*, T*, const ConvGeometry&,  \
-                                  int64_t, int);                                              \
+                                  int64_t, int, const ConvEpilogue<T>&);                      \
   template void conv2d_backward<T>(T*, T*, T*, const T*, const T*, const T*, T*, T*,          \
                                    const ConvGeometry&, int64_t, int);
 BNLAB_INSTANTIATE(float)

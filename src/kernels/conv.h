@@ -1,8 +1,13 @@
-// 2-D convolution (cross-correlation, as PyTorch's Conv2d) as im2col + GEMM, one sample at a time.
+// 2-D convolution (cross-correlation, as PyTorch's Conv2d).
 // Legend: N batch, Ci/Co input/output channels, H W input size, Ho Wo output size, K kernel.
 //   Ho = (H + 2*pad - KH) / stride + 1, likewise Wo.
 //   y[n, o, p] = bias[o] + sum_{i,kh,kw} w[o, i, kh, kw] * x[n, i, p*stride - pad + k]
-// Samples are shared among threads in fixed blocks; each thread owns a slice of `col` scratch and,
+// Three algorithms, chosen by the geometry: 3x3 stride-1 kernels over several input channels run
+// Winograd's F(2x2, 3x3) (winograd.h: 2.25x fewer multiply-adds); stride-1 kernels over very few
+// input values per output (the first layer: 1 x 3 x 3) run forward as a direct convolution, whose
+// rows vectorize where im2col's GEMM would have a depth of 9, and backward as im2col + GEMM;
+// everything else runs im2col + GEMM.
+// Samples are shared among threads in fixed blocks; each thread owns a slice of the scratch and,
 // in backward, its own partial weight gradient, summed in thread order, so runs are reproducible.
 #pragma once
 
@@ -22,6 +27,27 @@ struct ConvGeometry {
   int64_t weight_size() const { return out_channels * col_rows(); }
 };
 
+enum class ConvAlgorithm { Im2col, Winograd, Direct };
+ConvAlgorithm conv_algorithm(const ConvGeometry& g);
+
+// What inference folds into the output (in this order, each optional): y * scale + shift per
+// output channel (a BatchNorm in eval mode: the same operations as bn_normalize), ReLU, and a
+// 2x2, stride-2 max-pool (y is then (N, Co, Ho/2, Wo/2)).
+template <typename T>
+struct ConvEpilogue {
+  const T* scale = nullptr;  // (Co), with shift
+  const T* shift = nullptr;
+  bool relu = false;
+  bool maxpool2x2 = false;
+};
+// The max-pool folds into Winograd's output transform: its 2x2 tiles are the pooling windows.
+bool conv_can_pool(const ConvGeometry& g);
+
+// Scratch, in elements, for conv2d_forward and conv2d_backward on `threads` threads, and the
+// weight-gradient scratch of conv2d_backward.
+int64_t conv_scratch_size(const ConvGeometry& g, int threads);
+int64_t conv_weight_scratch_size(const ConvGeometry& g, int threads);
+
 // col (Ci*KH*KW, Ho*Wo) <- x (Ci, H, W); zero where the window falls on padding.
 template <typename T>
 void im2col(T* col, const T* x, const ConvGeometry& g);
@@ -31,16 +57,16 @@ template <typename T>
 void col2im_add(T* dx, const T* dcol, const ConvGeometry& g);
 
 // y (N, Co, Ho, Wo) <- conv(x (N, Ci, H, W), w (Co, Ci, KH, KW)) + bias (Co, may be null).
-// col_scratch: threads * col_size(); runs on at most `threads` threads.
+// scratch: conv_scratch_size(g, threads); runs on at most `threads` threads.
 template <typename T>
-void conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* col_scratch,
-                    const ConvGeometry& g, int64_t N, int threads);
+void conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* scratch,
+                    const ConvGeometry& g, int64_t N, int threads, const ConvEpilogue<T>& epilogue = {});
 
 // dx (N, Ci, H, W) = input gradient (skipped when dx is null); dw (Co, Ci, KH, KW) += weight
-// gradient; dbias (Co) += sum of dy (skipped when null). Scratch: col_scratch threads *
-// col_size(), dw_scratch threads * weight_size().
+// gradient; dbias (Co) += sum of dy (skipped when null). Scratch: conv_scratch_size(g, threads)
+// and conv_weight_scratch_size(g, threads).
 template <typename T>
-void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, T* col_scratch,
+void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, T* scratch,
                      T* dw_scratch, const ConvGeometry& g, int64_t N, int threads);
 
 }  // namespace bnlab::kernels

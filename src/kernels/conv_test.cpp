@@ -50,7 +50,7 @@ TEST_P(ConvKernel, ForwardMatchesDirectConvolution) {
   const std::vector<double> w = random_vector(g.weight_size(), 2);
   const std::vector<double> b = with_bias ? random_vector(g.out_channels, 3) : std::vector<double>{};
   std::vector<double> y(N * g.out_channels * g.out_height() * g.out_width());
-  std::vector<double> col(2 * g.col_size());
+  std::vector<double> col(conv_scratch_size(g, 2));
   conv2d_forward(y.data(), x.data(), w.data(), with_bias ? b.data() : nullptr, col.data(), g, N, 2);
   const std::vector<double> expected = conv_reference(x, w, b, g, N);
   for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], expected[i], 1e-12) << i;
@@ -64,7 +64,7 @@ TEST_P(ConvKernel, BackwardMatchesFiniteDifferences) {
   const std::vector<double> r = random_vector(N * g.out_channels * g.out_height() * g.out_width(), 7);
   auto loss = [&] { return testing::dot(conv_reference(x, w, with_bias ? b : std::vector<double>{}, g, N), r); };
   std::vector<double> dx(x.size()), dw(w.size(), 0.0), db(b.size(), 0.0);
-  std::vector<double> col(2 * g.col_size()), dw_scratch(2 * g.weight_size());
+  std::vector<double> col(conv_scratch_size(g, 2)), dw_scratch(conv_weight_scratch_size(g, 2));
   conv2d_backward(dx.data(), dw.data(), with_bias ? db.data() : nullptr, r.data(), x.data(), w.data(),
                   col.data(), dw_scratch.data(), g, N, 2);
   testing::expect_gradient("dx", x, dx, loss);
@@ -75,24 +75,53 @@ TEST_P(ConvKernel, BackwardMatchesFiniteDifferences) {
 TEST(ConvKernel, WeightGradientAccumulates) {
   const ConvGeometry g{1, 4, 4, 1, 3, 3, 1, 0};
   const std::vector<double> x = random_vector(16, 8), w = random_vector(9, 9), dy = random_vector(4, 10);
-  std::vector<double> dw(9, 1.0), col(g.col_size()), scratch(g.weight_size());
+  std::vector<double> dw(9, 1.0), col(conv_scratch_size(g, 1)), scratch(conv_weight_scratch_size(g, 1));
   std::vector<double> fresh(9, 0.0);
   conv2d_backward<double>(nullptr, fresh.data(), nullptr, dy.data(), x.data(), w.data(), col.data(), scratch.data(), g, 1, 1);
   conv2d_backward<double>(nullptr, dw.data(), nullptr, dy.data(), x.data(), w.data(), col.data(), scratch.data(), g, 1, 1);
   for (int i = 0; i < 9; ++i) EXPECT_NEAR(dw[i], 1.0 + fresh[i], 1e-12);
 }
 
+const char* algorithm_name(ConvAlgorithm a) {
+  switch (a) {
+    case ConvAlgorithm::Winograd: return "winograd";
+    case ConvAlgorithm::Direct: return "direct";
+    case ConvAlgorithm::Im2col: return "im2col";
+  }
+  return "?";
+}
+
+// The geometries below must reach every algorithm, and the seed network's two layers the ones
+// they are meant to run.
+TEST(ConvKernel, AlgorithmFollowsTheGeometry) {
+  EXPECT_EQ(conv_algorithm({4, 6, 8, 5, 3, 3, 1, 0}), ConvAlgorithm::Winograd);
+  EXPECT_EQ(conv_algorithm({32, 26, 26, 64, 3, 3, 1, 0}), ConvAlgorithm::Winograd);  // conv2
+  EXPECT_EQ(conv_algorithm({1, 28, 28, 32, 3, 3, 1, 0}), ConvAlgorithm::Direct);     // conv1
+  EXPECT_EQ(conv_algorithm({2, 9, 9, 3, 5, 5, 1, 2}), ConvAlgorithm::Im2col);
+  EXPECT_EQ(conv_algorithm({32, 26, 26, 64, 3, 3, 2, 0}), ConvAlgorithm::Im2col);    // strided
+  EXPECT_EQ(conv_algorithm({32, 26, 26, 64, 5, 5, 1, 0}), ConvAlgorithm::Im2col);
+}
+
 INSTANTIATE_TEST_SUITE_P(Geometries, ConvKernel,
                          ::testing::Values(ConvCase{{2, 5, 6, 3, 3, 3, 1, 0}, 2, true},
+                                           // Winograd: exact tiles; odd output sizes; padding
+                                           ConvCase{{4, 6, 8, 5, 3, 3, 1, 0}, 3, true},
+                                           ConvCase{{5, 7, 6, 3, 3, 3, 1, 0}, 2, false},
+                                           ConvCase{{4, 5, 5, 6, 3, 3, 1, 1}, 2, true},
+                                           // im2col at stride 1: too many taps for the direct loop
+                                           ConvCase{{2, 9, 9, 3, 5, 5, 1, 2}, 2, true},
                                            ConvCase{{3, 7, 7, 4, 3, 3, 2, 1}, 3, true},
                                            ConvCase{{1, 6, 5, 2, 2, 2, 1, 1}, 2, false},
                                            ConvCase{{2, 4, 4, 2, 1, 1, 1, 0}, 1, true}),
                          [](const auto& info) {
                            const ConvCase& c = info.param;
-                           char name[64];
-                           std::snprintf(name, sizeof name, "K%ldS%ldP%ld%s", static_cast<long>(c.g.kernel_h),
+                           char name[96];
+                           std::snprintf(name, sizeof name, "Ci%ld_%ldx%ld_K%ldS%ldP%ld%s_%s",
+                                         static_cast<long>(c.g.in_channels), static_cast<long>(c.g.height),
+                                         static_cast<long>(c.g.width), static_cast<long>(c.g.kernel_h),
                                          static_cast<long>(c.g.stride), static_cast<long>(c.g.padding),
-                                         c.bias ? "bias" : "nobias");
+                                         c.bias ? "bias" : "nobias",
+                                         algorithm_name(conv_algorithm(c.g)));
                            return std::string(name);
                          });
 

@@ -1,8 +1,11 @@
 #include "kernels/elementwise.h"
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "bnlab/rng.h"
+#include "kernels/vector_rows.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -11,16 +14,20 @@ template <typename T>
 T keep_scale(float p) { return T(1) / static_cast<T>(1 - static_cast<double>(p)); }
 }  // namespace
 
+// Element-wise loops run in fixed blocks, one row call each, so that the vector loops are long
+// and the split among threads never depends on timing.
+constexpr int64_t kBlock = 16384;
+
 template <typename T>
 void relu_forward(T* y, const T* x, int64_t count) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];  // NaN passes, as in PyTorch
+  for (int64_t b = 0; b < count; b += kBlock) row_relu(y + b, x + b, std::min(kBlock, count - b));  // NaN passes
 }
 
 template <typename T>
 void relu_backward(T* dx, const T* dy, const T* y, int64_t count) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+  for (int64_t b = 0; b < count; b += kBlock) row_relu_backward(dx + b, dy + b, y + b, std::min(kBlock, count - b));
 }
 
 template <typename T>
@@ -28,16 +35,25 @@ void dropout_forward(T* y, uint8_t* keep, const T* x, float p, uint64_t key, int
   const T scale = keep_scale<T>(p);
   // Two 24-bit uniforms from each 64-bit draw: element i uses half (i & 1) of draw i / 2.
   const uint32_t threshold = static_cast<uint32_t>(std::ceil(static_cast<double>(p) * 16777216.0));
-  const int64_t pairs = (count + 1) / 2;
+  const int64_t pairs = count / 2, block = kBlock / 2;
 #pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < pairs; ++j) {
-    const uint64_t bits = random_bits(key, static_cast<uint64_t>(j));
-    for (int64_t h = 0; h < 2 && 2 * j + h < count; ++h) {
-      const int64_t i = 2 * j + h;
-      const uint32_t u = static_cast<uint32_t>(bits >> (8 + 32 * h)) & 0xffffff;
-      keep[i] = u >= threshold;  // uniform u / 2^24 >= p
-      y[i] = keep[i] ? x[i] * scale : T(0);
+  for (int64_t j = 0; j < pairs; j += block) {
+    const int64_t len = std::min(block, pairs - j);
+    if constexpr (std::is_same_v<T, float>) {
+      row_dropout_pairs(y + 2 * j, keep + 2 * j, x + 2 * j, j, len, key, threshold, scale);
+    } else {
+      for (int64_t i = 2 * j; i < 2 * (j + len); ++i) {
+        const uint32_t u = static_cast<uint32_t>(random_bits(key, static_cast<uint64_t>(i / 2)) >> (8 + 32 * (i & 1))) & 0xffffff;
+        keep[i] = u >= threshold;  // uniform u / 2^24 >= p
+        y[i] = keep[i] ? x[i] * scale : T(0);
+      }
     }
+  }
+  if (count % 2) {  // the last element: the first half of the last draw
+    const int64_t i = count - 1;
+    const uint32_t u = static_cast<uint32_t>(random_bits(key, static_cast<uint64_t>(i / 2)) >> 8) & 0xffffff;
+    keep[i] = u >= threshold;
+    y[i] = keep[i] ? x[i] * scale : T(0);
   }
 }
 
@@ -45,7 +61,7 @@ template <typename T>
 void dropout_backward(T* dx, const T* dy, const uint8_t* keep, float p, int64_t count) {
   const T scale = keep_scale<T>(p);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) dx[i] = keep[i] ? dy[i] * scale : T(0);
+  for (int64_t b = 0; b < count; b += kBlock) row_dropout_backward(dx + b, dy + b, keep + b, std::min(kBlock, count - b), scale);
 }
 
 template void relu_forward<float>(float*, const float*, int64_t);

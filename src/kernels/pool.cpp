@@ -3,34 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-namespace bnlab::kernels {
+#include "kernels/vector_rows.h"
 
-namespace {
-// The common 2x2, stride 2 window without padding, in one pass over pairs of rows.
-template <typename T>
-void maxpool2x2_plane(T* out, int32_t* idx, const T* in, int64_t H, int64_t W, int64_t Ho, int64_t Wo) {
-  (void)H;
-  for (int64_t oh = 0; oh < Ho; ++oh) {
-    const T* r0 = in + 2 * oh * W;
-    const T* r1 = r0 + W;
-    for (int64_t ow = 0; ow < Wo; ++ow) {
-      const int64_t w = 2 * ow;
-      // Candidates in PyTorch's scan order; a later one wins only if strictly larger or NaN.
-      T best = r0[w];
-      int64_t at = 2 * oh * W + w;
-      const T c[3] = {r0[w + 1], r1[w], r1[w + 1]};
-      const int64_t pos[3] = {at + 1, at + W, at + W + 1};
-      for (int k = 0; k < 3; ++k) {  // branch-free: random data would mispredict half the time
-        const bool take = !(best != best) && (c[k] > best || c[k] != c[k]);
-        best = take ? c[k] : best;
-        at = take ? pos[k] : at;
-      }
-      out[oh * Wo + ow] = best;
-      idx[oh * Wo + ow] = static_cast<int32_t>(at);
-    }
-  }
-}
-}  // namespace
+namespace bnlab::kernels {
 
 template <typename T>
 void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g, int64_t N) {
@@ -38,8 +13,9 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g,
   if (g.kernel == 2 && g.stride == 2 && g.padding == 0) {
 #pragma omp parallel for schedule(static)
     for (int64_t plane = 0; plane < N * g.channels; ++plane) {
-      maxpool2x2_plane(y + plane * Ho * Wo, argmax + plane * Ho * Wo, x + plane * g.height * g.width,
-                       g.height, g.width, Ho, Wo);
+      // The common 2x2, stride 2 window without padding, in one pass over pairs of rows.
+      plane_maxpool2x2(y + plane * Ho * Wo, argmax ? argmax + plane * Ho * Wo : nullptr,
+                       x + plane * g.height * g.width, g.width, Ho, Wo);
     }
     return;
   }
@@ -49,7 +25,7 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g,
       const int64_t plane = n * g.channels + c;
       const T* in = x + plane * g.height * g.width;
       T* out = y + plane * Ho * Wo;
-      int32_t* idx = argmax + plane * Ho * Wo;
+      int32_t* idx = argmax ? argmax + plane * Ho * Wo : nullptr;
       for (int64_t oh = 0; oh < Ho; ++oh) {
         const int64_t h0 = oh * g.stride - g.padding;
         const int64_t h_begin = std::max<int64_t>(h0, 0), h_end = std::min(h0 + g.kernel, g.height);
@@ -70,7 +46,7 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g,
             if (std::isnan(best_value)) break;
           }
           out[oh * Wo + ow] = best_value;
-          idx[oh * Wo + ow] = static_cast<int32_t>(best);
+          if (idx) idx[oh * Wo + ow] = static_cast<int32_t>(best);
         }
       }
     }

@@ -14,7 +14,8 @@ struct PoolGeometry {
   int64_t out_width() const { return (width + 2 * padding - kernel) / stride + 1; }
 };
 
-// y (N, C, Ho, Wo); argmax (N, C, Ho, Wo) holds the flat index h*W + w of each maximum.
+// y (N, C, Ho, Wo); argmax (N, C, Ho, Wo) holds the flat index h*W + w of each maximum (null:
+// not wanted, inference).
 template <typename T>
 void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g, int64_t N);
 

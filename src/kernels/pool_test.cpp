@@ -32,6 +32,24 @@ TEST(MaxPoolKernel, NanPropagatesAsInPyTorch) {
   EXPECT_TRUE(std::isnan(y[0]));
 }
 
+// Inference asks for the maxima without their positions: the same values, NaN rule included.
+TEST(MaxPoolKernel, WithoutArgmaxTheSameMaxima) {
+  for (const PoolGeometry g : {PoolGeometry{3, 8, 10, 2, 2, 0}, PoolGeometry{2, 7, 7, 3, 2, 1}}) {
+    const int64_t N = 2, out = N * g.channels * g.out_height() * g.out_width();
+    std::vector<float> x = testing::to_float(testing::random_vector(N * g.channels * g.height * g.width, 3));
+    x[5] = std::numeric_limits<float>::quiet_NaN();
+    x[17] = x[16];  // a tie
+    std::vector<float> with(out), without(out);
+    std::vector<int32_t> idx(out);
+    maxpool2d_forward(with.data(), idx.data(), x.data(), g, N);
+    maxpool2d_forward(without.data(), static_cast<int32_t*>(nullptr), x.data(), g, N);
+    for (int64_t i = 0; i < out; ++i) {
+      if (std::isnan(with[i])) EXPECT_TRUE(std::isnan(without[i])) << i;
+      else EXPECT_EQ(with[i], without[i]) << i;
+    }
+  }
+}
+
 TEST(MaxPoolKernel, BackwardMatchesFiniteDifferences) {
   for (const PoolGeometry g : {PoolGeometry{2, 6, 6, 2, 2, 0}, PoolGeometry{1, 5, 5, 3, 2, 1}}) {
     const int64_t N = 2, out = N * g.channels * g.out_height() * g.out_width();

@@ -1,7 +1,6 @@
 #include "kernels/rows.h"
 
-// x86-64-v4: AVX-512 (F, BW, DQ, VL) with FMA; x86-64-v3: AVX2 with FMA; default: SSE2.
-#define BNLAB_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#include "kernels/multiversion.h"
 
 namespace bnlab::kernels {
 // `omp simd reduction` lets the compiler keep one partial sum per vector lane (a fixed order

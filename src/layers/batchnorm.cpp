@@ -106,6 +106,14 @@ class BatchNorm final : public Layer {
     }
   }
 
+  bool eval_affine(float* scale, float* shift) const override {
+    if (!options_.track_running_stats) return false;  // eval normalizes with batch statistics
+    // invstd first into `scale`, which bn_affine then overwrites channel by channel
+    kernels::bn_invstd_from_var(scale, running_var_.data, options_.eps, channels_);
+    kernels::bn_affine(scale, shift, running_mean_.data, scale, weight_.data, bias_.data, channels_);
+    return true;
+  }
+
   bool fuse_relu() override {
     fused_relu_ = true;
     return true;

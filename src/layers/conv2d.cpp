@@ -61,16 +61,23 @@ class Conv2d final : public Layer {
 
   void reserve(int64_t /*max_batch*/, int threads) override {
     threads_ = threads;
-    col_scratch_.assign(static_cast<size_t>(threads * geometry_.col_size()), 0.0f);
-    dw_scratch_.assign(static_cast<size_t>(threads * geometry_.weight_size()), 0.0f);
+    scratch_.assign(static_cast<size_t>(kernels::conv_scratch_size(geometry_, threads)), 0.0f);
+    dw_scratch_.assign(static_cast<size_t>(kernels::conv_weight_scratch_size(geometry_, threads)), 0.0f);
   }
 
   void forward(float* y, const float* x, int64_t n, const RunContext&) override {
-    kernels::conv2d_forward(y, x, weight_.data, bias_.data, col_scratch_.data(), geometry_, n, threads_);
+    kernels::conv2d_forward(y, x, weight_.data, bias_.data, scratch_.data(), geometry_, n, threads_);
+  }
+
+  bool forward_fused(float* y, const float* x, int64_t n, const Epilogue& e) override {
+    if (e.maxpool2x2 && !kernels::conv_can_pool(geometry_)) return false;
+    kernels::conv2d_forward(y, x, weight_.data, bias_.data, scratch_.data(), geometry_, n, threads_,
+                            {.scale = e.scale, .shift = e.shift, .relu = e.relu, .maxpool2x2 = e.maxpool2x2});
+    return true;
   }
 
   void backward(float* dx, const float* dy, const float* x, const float*, int64_t n) override {
-    kernels::conv2d_backward(dx, weight_.grad, bias_.grad, dy, x, weight_.data, col_scratch_.data(),
+    kernels::conv2d_backward(dx, weight_.grad, bias_.grad, dy, x, weight_.data, scratch_.data(),
                              dw_scratch_.data(), geometry_, n, threads_);
   }
 
@@ -91,8 +98,8 @@ class Conv2d final : public Layer {
   kernels::ConvGeometry geometry_{};
   TensorSlot weight_, bias_;
   int threads_ = 1;
-  std::vector<float> col_scratch_;  // threads x (Ci*K*K, Ho*Wo)
-  std::vector<float> dw_scratch_;   // threads x (Co, Ci, K, K)
+  std::vector<float> scratch_;     // im2col columns or Winograd tiles (kernels/conv.h)
+  std::vector<float> dw_scratch_;  // per-thread partial weight gradients
 };
 
 }  // namespace

@@ -37,14 +37,18 @@ class MaxPool2d final : public Layer {
     return {in[0], geometry_.out_height(), geometry_.out_width()};
   }
 
+  bool is_maxpool2x2() const override {
+    return options_.kernel_size == 2 && options_.stride == 2 && options_.padding == 0;
+  }
+
   void reserve(int64_t max_batch, int) override {
     argmax_.assign(static_cast<size_t>(max_batch * geometry_.channels * geometry_.out_height() *
                                        geometry_.out_width()),
                    0);
   }
 
-  void forward(float* y, const float* x, int64_t n, const RunContext&) override {
-    kernels::maxpool2d_forward(y, argmax_.data(), x, geometry_, n);
+  void forward(float* y, const float* x, int64_t n, const RunContext& ctx) override {
+    kernels::maxpool2d_forward(y, ctx.backward_follows ? argmax_.data() : nullptr, x, geometry_, n);
   }
 
   void backward(float* dx, const float* dy, const float*, const float*, int64_t n) override {

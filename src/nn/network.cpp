@@ -10,6 +10,12 @@
 
 namespace bnlab {
 namespace {
+// Eval batches beyond the training capacity run in pieces of this many samples: the largest
+// activation of the seed network for a piece (32 x 64 x 24 x 24 floats, 4.7 MB) stays in cache,
+// where a whole batch of 1,000 would stream 150 MB through memory per layer. Measured here at
+// batch 1,000 on 2 threads: pieces of 8, 16, 32 and 64 gave 8,260, 8,710, 9,590 and 9,260
+// images/s, the whole batch at once 7,120.
+constexpr int64_t kInferencePiece = 32;
 // Slices start on 64-byte boundaries so that vector loads never straddle two tensors.
 constexpr int64_t kAlignFloats = 16;
 int64_t aligned(int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats; }
@@ -140,13 +146,22 @@ void Network::reserve(int64_t max_batch) {
 }
 
 void Network::reserve_inference(int64_t max_batch) {
-  reserve_layers(max_batch);
   if (max_batch <= inference_capacity_ || max_batch <= capacity_) return;
+  // Per-sample networks run big eval batches in pieces whose activations stay in cache; a
+  // network whose eval mixes samples (BN without running statistics) needs the whole batch.
+  const int64_t piece = eval_is_per_sample() ? std::min(max_batch, kInferencePiece) : max_batch;
+  reserve_layers(piece);
   int64_t largest = 0;
-  for (size_t i = 0; i < layers_.size(); ++i) largest = std::max(largest, max_batch * numel(shapes_[i + 1]));
+  for (size_t i = 0; i < layers_.size(); ++i) largest = std::max(largest, piece * numel(shapes_[i + 1]));
   infer_a_.assign(largest, 0.0f);
   infer_b_.assign(largest, 0.0f);
+  infer_out_.assign(max_batch * numel(shapes_.back()), 0.0f);
+  int64_t channels = 0;  // the widest per-channel epilogue a fused layer may need
+  for (size_t i = 0; i < layers_.size(); ++i) channels = std::max(channels, shapes_[i + 1].empty() ? 1 : shapes_[i + 1][0]);
+  infer_scale_.assign(channels, 0.0f);
+  infer_shift_.assign(channels, 0.0f);
   inference_capacity_ = max_batch;
+  inference_piece_ = piece;
 }
 
 const float* Network::forward(const float* x, int64_t n, const RunContext& ctx) {
@@ -155,21 +170,80 @@ const float* Network::forward(const float* x, int64_t n, const RunContext& ctx) 
     fail("network", "batch", "batch of " + std::to_string(n) + " samples exceeds the reserved " +
                                  std::to_string(std::max(capacity_, inference_capacity_)));
   }
-  input_ = keep ? x : nullptr;
+  if (!keep) return infer(x, n, ctx);
+  input_ = x;
   const float* in = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = *layers_[i].layer;
     // A view shares its input's memory; x is the caller's and stays const for every real layer.
-    float* out = aliased(i) ? const_cast<float*>(in)
-                 : keep     ? activation_storage_[i].data()
-                 : in == infer_a_.data() ? infer_b_.data() : infer_a_.data();
+    float* out = aliased(i) ? const_cast<float*>(in) : activation_storage_[i].data();
     RunContext layer_ctx = ctx;
     layer_ctx.random_key = derive_key(ctx.random_key, i);
     if (!absorbed_[i]) layer.forward(out, in, n, layer_ctx);
-    if (keep) outputs_[i] = out;
+    outputs_[i] = out;
     in = out;
   }
   return in;
+}
+
+// Eval mode beyond the training capacity: piece by piece through two ping-pong buffers, no
+// activations kept; layers that are the identity in eval mode (Dropout) are skipped, and a layer
+// that can apply what follows it (a convolution: BN's affine map, ReLU, 2x2 max-pool) does.
+const float* Network::infer(const float* x, int64_t n, const RunContext& ctx) {
+  input_ = nullptr;
+  const int64_t in_size = numel(shapes_.front()), out_size = numel(shapes_.back());
+  for (int64_t begin = 0; begin < n; begin += inference_piece_) {
+    const int64_t len = std::min(inference_piece_, n - begin);
+    const float* in = x + begin * in_size;
+    for (size_t i = 0; i < layers_.size();) {
+      Layer& layer = *layers_[i].layer;
+      if (absorbed_[i] || layer.identity_in_eval()) {
+        ++i;
+        continue;
+      }
+      float* out = layer.is_view() ? const_cast<float*>(in) : in == infer_a_.data() ? infer_b_.data() : infer_a_.data();
+      if (const size_t next = infer_fused(i, out, in, len); next > i) {
+        i = next;
+      } else {
+        RunContext layer_ctx = ctx;
+        layer_ctx.random_key = derive_key(ctx.random_key, i);
+        layer_ctx.backward_follows = false;
+        layer.forward(out, in, len, layer_ctx);
+        ++i;
+      }
+      in = out;
+    }
+    std::copy(in, in + len * out_size, infer_out_.begin() + begin * out_size);
+  }
+  return infer_out_.data();
+}
+
+// Layer i with the layers after it that it can apply as its epilogue: an eval-mode affine
+// normalization, a ReLU (absorbed by that normalization or not), a 2x2 max-pool. Returns the
+// index of the first layer not run, or i if nothing was fused.
+size_t Network::infer_fused(size_t i, float* out, const float* in, int64_t n) {
+  Epilogue e;
+  size_t next = i + 1;
+  const auto type_at = [&](size_t j) { return j < layers_.size() ? layers_[j].layer->type() : std::string_view(); };
+  if (next < layers_.size() && layers_[next].layer->eval_affine(infer_scale_.data(), infer_shift_.data())) {
+    e.scale = infer_scale_.data();
+    e.shift = infer_shift_.data();
+    ++next;
+  }
+  if (type_at(next) == "ReLU") {
+    e.relu = true;
+    ++next;
+  }
+  if (next < layers_.size() && layers_[next].layer->is_maxpool2x2()) {
+    e.maxpool2x2 = true;
+    ++next;
+  }
+  if (next == i + 1) return i;
+  Layer& layer = *layers_[i].layer;
+  if (layer.forward_fused(out, in, n, e)) return next;
+  if (!e.maxpool2x2) return i;
+  e.maxpool2x2 = false;  // the pooling on its own, then
+  return layer.forward_fused(out, in, n, e) ? next - 1 : i;
 }
 
 void Network::backward(const float* dout, int64_t n, float* dinput) {
