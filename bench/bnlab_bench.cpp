@@ -146,7 +146,7 @@ json bench_bn(const Options& o) {
   bn->reset_state();
   bn->reserve(N, bnlab::threads());
 
-  std::vector<float> x(static_cast<size_t>(count)), y(x.size()), dy(x.size()), dx(x.size());
+  bnlab::AlignedVector<float> x(static_cast<size_t>(count)), y(x.size()), dy(x.size()), dx(x.size());
   bnlab::Rng rng(o.seed);
   for (auto& v : x) v = static_cast<float>(rng.below(1 << 20)) / (1 << 19) - 1.0f;
   for (auto& v : dy) v = static_cast<float>(rng.below(1 << 20)) / (1 << 19) - 1.0f;

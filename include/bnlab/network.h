@@ -100,16 +100,16 @@ class Network {
   bool aliased(size_t i) const { return absorbed_[i] || layers_[i].layer->is_view(); }
   std::vector<Shape> shapes_;  // shapes_[0] input, shapes_[i+1] output of layer i (per sample)
   std::vector<std::vector<Slot>> slots_;
-  std::vector<float> params_, grads_, buffers_;
+  AlignedVector<float> params_, grads_, buffers_;
   std::vector<int64_t> counters_;
   int64_t capacity_ = 0;
-  std::vector<std::vector<float>> activation_storage_;
+  std::vector<AlignedVector<float>> activation_storage_;
   std::vector<float*> outputs_;
   const float* input_ = nullptr;
-  std::vector<float> grad_a_, grad_b_;  // ping-pong activation gradients
+  AlignedVector<float> grad_a_, grad_b_;  // ping-pong activation gradients
   int64_t inference_capacity_ = 0, inference_piece_ = 0;
-  std::vector<float> infer_a_, infer_b_;  // ping-pong eval activations of one piece
-  std::vector<float> infer_out_;          // (inference_capacity_, output...)
+  AlignedVector<float> infer_a_, infer_b_;  // ping-pong eval activations of one piece
+  AlignedVector<float> infer_out_;          // (inference_capacity_, output...)
   std::vector<float> infer_scale_, infer_shift_;  // a fused normalization's map, per channel
   const float* infer(const float* x, int64_t n, const RunContext& ctx);
   size_t infer_fused(size_t i, float* out, const float* in, int64_t n);

@@ -84,6 +84,18 @@ template <typename T>
 void bn_backward_input_eval(T* dx, const T* dy, const T* invstd, const T* weight,
                             const T* relu_out, int64_t N, int64_t C, int64_t S);
 
+// The split kernels above, fused channel by channel for one process (a synchronized BN must cut
+// them where the processes meet); the same operations, so the same bits:
+//   bn_forward_train = bn_stats, bn_invstd_from_var_sum (count N*S), bn_normalize[_relu];
+//   bn_backward_train = bn_backward_reduce, bn_backward_input_train.
+// Outputs mean, var_sum, invstd (C) and sum_dy, sum_dy_xmu (C) are those of the split kernels.
+template <typename T>
+void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T* weight, const T* bias,
+                      double eps, bool relu, int64_t N, int64_t C, int64_t S);
+template <typename T>
+void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
+                       const T* invstd, const T* weight, const T* relu_out, int64_t N, int64_t C, int64_t S);
+
 // Parameter gradients accumulate: dweight += sum_dy_xmu * invstd, dbias += sum_dy.
 template <typename T>
 void bn_backward_params(T* dweight, T* dbias, const double* sum_dy, const double* sum_dy_xmu,

@@ -2,7 +2,8 @@
 // versions are compiled for AVX-512, AVX2 and baseline x86-64 and picked at run time by the
 // loader (GCC function multi-versioning, target_clones), so one binary runs fast here and
 // correctly on a CPU without AVX-512. The templates serve double (the finite-difference tests).
-// Reductions keep 16 independent partial sums so that they vectorize. rows.cpp is compiled with
+// Reductions keep 32 partial sums in a fixed order (rows.cpp), so that they vectorize and give the
+// same bits on every instruction set; the templates below sum in order. rows.cpp is compiled with
 // floating-point contraction: PyTorch's vectorized x * alpha + beta is one fused multiply-add on
 // CPUs that have it (AVX2 and up), and where x * alpha is large (a large mean, a tiny variance)
 // a separate multiply and add would round to 0.06 instead of to y's own precision.

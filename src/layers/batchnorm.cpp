@@ -89,9 +89,13 @@ class BatchNorm final : public Layer {
              "expected more than 1 value per channel when training, got input size " +
                  to_string(full));
       }
-      if (!synced_) kernels::bn_stats(mean_.data(), var_sum_.data(), x, n, channels_, spatial_);
-      kernels::bn_invstd_from_var_sum(invstd_.data(), var_sum_.data(), count_, options_.eps,
-                                      channels_);
+      if (!synced_) {  // one process: statistics and normalization fused, channel by channel
+        kernels::bn_forward_train(y, mean_.data(), var_sum_.data(), invstd_.data(), x, weight_.data, bias_.data,
+                                  options_.eps, fused_relu_, n, channels_, spatial_);
+        if (ctx.mode == Mode::Train && options_.track_running_stats) update_running(count_);
+        return;
+      }
+      kernels::bn_invstd_from_var_sum(invstd_.data(), var_sum_.data(), count_, options_.eps, channels_);
       if (ctx.mode == Mode::Train && options_.track_running_stats) update_running(count_);
     } else {
       std::copy(running_mean_.data, running_mean_.data + channels_, mean_.begin());
@@ -123,13 +127,19 @@ class BatchNorm final : public Layer {
     const float* relu_out = fused_relu_ ? y : nullptr;  // y is after the fused ReLU
     double* sum_dy = backward_sums_.data();
     double* sum_dy_xmu = backward_sums_.data() + channels_;
+    if (dx && batch_stats_ && !synced_) {  // one process: the reductions and dx fused, per channel
+      kernels::bn_backward_train(dx, sum_dy, sum_dy_xmu, dy, x, mean_.data(), invstd_.data(), weight_.data,
+                                 relu_out, n, channels_, spatial_);
+      kernels::bn_backward_params(weight_.grad, bias_.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
+      return;
+    }
     kernels::bn_backward_reduce(sum_dy, sum_dy_xmu, dy, x, mean_.data(), relu_out, n, channels_, spatial_);
     // Parameter gradients from this process's sums: averaging them across processes, as the
     // gradient all-reduce does, gives the gradient of the global batch (PyTorch's SyncBatchNorm).
     kernels::bn_backward_params(weight_.grad, bias_.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
     if (!dx) return;
     if (batch_stats_) {
-      if (synced_) comm_->allreduce_sum(backward_sums_.data(), 2 * channels_);
+      comm_->allreduce_sum(backward_sums_.data(), 2 * channels_);  // synced: the global sums
       kernels::bn_backward_input_train(dx, dy, x, mean_.data(), invstd_.data(), weight_.data,
                                        relu_out, sum_dy, sum_dy_xmu, count_, n, channels_, spatial_);
     } else {

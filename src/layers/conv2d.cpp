@@ -98,8 +98,8 @@ class Conv2d final : public Layer {
   kernels::ConvGeometry geometry_{};
   TensorSlot weight_, bias_;
   int threads_ = 1;
-  std::vector<float> scratch_;     // im2col columns or Winograd tiles (kernels/conv.h)
-  std::vector<float> dw_scratch_;  // per-thread partial weight gradients
+  AlignedVector<float> scratch_;     // im2col columns or Winograd tiles (kernels/conv.h)
+  AlignedVector<float> dw_scratch_;  // per-thread partial weight gradients
 };
 
 }  // namespace

@@ -130,8 +130,8 @@ class Residual final : public Layer {
   std::vector<Shape> shapes_;              // shapes_[0] input, shapes_[i+1] output of body_[i]
   std::vector<size_t> counts_;             // tensors declared by each inner layer
   int64_t size_ = 0;                       // values per sample
-  std::vector<std::vector<float>> outputs_;  // (max_batch, shapes_[i+1]) per inner layer
-  std::vector<float> grad_a_, grad_b_;     // ping-pong inner activation gradients
+  std::vector<AlignedVector<float>> outputs_;  // (max_batch, shapes_[i+1]) per inner layer
+  AlignedVector<float> grad_a_, grad_b_;     // ping-pong inner activation gradients
 };
 
 }  // namespace

@@ -66,6 +66,49 @@ TEST(Network, LargeEvalBatchesUseInferenceBuffersWithSameResults) {
   EXPECT_THROW(net.forward(x.data(), 9, {.mode = Mode::Train}), Error);
 }
 
+// Inference runs pieces and folds BN (eval), ReLU and a 2x2 max-pool into the convolution before
+// them; every output must be the bits of the plain layer-by-layer eval pass. Running statistics
+// and BN weights are random, so that the folded affine map is not the identity. Networks: the
+// seed (direct conv1 + BN + ReLU, Winograd conv2 + BN + ReLU + pool), BN after the ReLU, a
+// convolution with a ReLU and a pool but no BN, and an odd-sized output whose pool cannot fold.
+TEST(Network, FusedInferenceGivesTheLayerByLayerBits) {
+  const char* kNoBn = "Conv2d out_channels=6 kernel_size=3\nReLU\nMaxPool2d kernel_size=2\nFlatten\nLinear out_features=10\n";
+  const char* kOdd = "Conv2d out_channels=4 kernel_size=3\nConv2d out_channels=6 kernel_size=3\nBatchNorm2d\nReLU\n"
+                     "MaxPool2d kernel_size=2\nFlatten\nLinear out_features=10\n";
+  const std::pair<std::string, Shape> cases[] = {{preset_text("seed"), {1, 28, 28}},
+                                                 {preset_text("seed-bn-after-relu"), {1, 28, 28}},
+                                                 {kNoBn, {4, 12, 12}},
+                                                 {kOdd, {4, 11, 11}}};
+  for (const auto& [text, shape] : cases) {
+    Network net = build_network(parse_spec(text, "case"), shape);
+    net.fuse_batchnorm_relu();
+    net.initialize(5);
+    const auto stats = testing::random_vector(net.buffers().size(), 8, 0.5, 1.0);
+    for (size_t i = 0; i < stats.size(); ++i) net.buffers()[i] = static_cast<float>(std::abs(stats[i]) + 0.1);  // variances too
+    for (const TensorView& t : net.named_parameters()) {
+      if (t.name.find("bn.weight") == std::string::npos && t.name.find("bn.bias") == std::string::npos) continue;
+      const auto v = testing::random_vector(numel(t.shape), 9, 0.7);
+      for (int64_t j = 0; j < numel(t.shape); ++j) static_cast<float*>(t.data)[j] = static_cast<float>(v[j]);
+    }
+    // Pieces of 32, 32 and 6, against plain batches of the same sizes: a GEMM's last bits may
+    // depend on its number of rows, and this test is about the fusion.
+    const int64_t per_sample = numel(shape), n = 70;
+    const auto x = testing::to_float(testing::random_vector(n * per_sample, 10));
+    net.reserve(32);
+    net.reserve_inference(n);
+    const float* fused = net.forward(x.data(), n, {.mode = Mode::Eval});
+    const std::vector<float> all(fused, fused + n * 10);
+    for (int64_t i = 0; i < n; i += 32) {
+      const int64_t len = std::min<int64_t>(32, n - i);
+      const float* plain = net.forward(x.data() + i * per_sample, len, {.mode = Mode::Eval});
+      for (int64_t k = 0; k < len * 10; ++k) {
+        ASSERT_TRUE(std::isfinite(plain[k]));
+        ASSERT_EQ(plain[k], all[i * 10 + k]) << text << "sample " << i + k / 10;
+      }
+    }
+  }
+}
+
 TEST(Network, SameSeedSameThreadsSameBits) {
   auto run = [](int threads) {
     set_threads(threads);
