@@ -195,9 +195,76 @@ int64_t channels_per_block(int64_t N, int64_t S, int64_t tensors, size_t item) {
 // normalizes block i-2 (reads L2, writes memory), sums the squared deviations of block i-1
 // (L2) and sums block i (reads memory): the memory bus carries reads and writes at once, as a
 // copy's does, instead of the passes taking turns. Each block's state lives in slot block % 3.
+// (N, C) inputs (S = 1: BatchNorm1d after a Linear): one position per row, so the row loops
+// would run one element a call; these loop over a chunk of channels instead, on one thread
+// (N x C is small), with the same operations in the same order as the split kernels.
+namespace {
+constexpr int64_t kChannelChunk = 256;  // stack arrays, no allocation in forward or backward
+
+template <typename T>
+void forward_train_vectors(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T* weight, const T* bias,
+                           double eps, bool relu, int64_t N, int64_t C) {
+  for (int64_t c0 = 0; c0 < C; c0 += kChannelChunk) {
+    const int64_t len = std::min(kChannelChunk, C - c0);
+    double sums[kChannelChunk] = {}, squares[kChannelChunk] = {};
+    T alpha[kChannelChunk], beta[kChannelChunk];
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t j = 0; j < len; ++j) sums[j] += static_cast<double>(x[n * C + c0 + j]);
+    for (int64_t j = 0; j < len; ++j) mean[c0 + j] = static_cast<T>(sums[j] / static_cast<double>(N));
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t j = 0; j < len; ++j) {
+        const T d = x[n * C + c0 + j] - mean[c0 + j];
+        squares[j] += static_cast<double>(d * d);
+      }
+    }
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t c = c0 + j;
+      var_sum[c] = static_cast<T>(squares[j]);
+      invstd[c] = invstd_of(var_sum[c], N, eps);
+      channel_affine(&alpha[j], &beta[j], mean[c], invstd[c], weight, bias, c);
+    }
+    for (int64_t n = 0; n < N; ++n) row_affine_channels(y + n * C + c0, x + n * C + c0, len, alpha, beta, relu);
+  }
+}
+
+template <typename T>
+void backward_train_vectors(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
+                            const T* invstd, const T* weight, const T* relu_out, int64_t N, int64_t C) {
+  for (int64_t c0 = 0; c0 < C; c0 += kChannelChunk) {
+    const int64_t len = std::min(kChannelChunk, C - c0);
+    for (int64_t j = 0; j < len; ++j) sum_dy[c0 + j] = sum_dy_xmu[c0 + j] = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t i = n * C + c0 + j;
+        const T upstream = dy[i];
+        const T g = !relu_out || relu_out[i] > T(0) ? upstream : T(0);
+        sum_dy[c0 + j] += static_cast<double>(g);
+        sum_dy_xmu[c0 + j] += static_cast<double>(g * (x[i] - mean[c0 + j]));
+      }
+    }
+    T k[kChannelChunk], grad_mean[kChannelChunk], scale[kChannelChunk];
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t c = c0 + j;
+      k[j] = static_cast<T>(sum_dy_xmu[c]) * invstd[c] * invstd[c] / static_cast<T>(N);
+      grad_mean[j] = static_cast<T>(sum_dy[c]) / static_cast<T>(N);
+      scale[j] = invstd[c] * (weight ? weight[c] : T(1));
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t i = n * C + c0;
+      row_bn_input_grad_channels(dx + i, dy + i, relu_out ? relu_out + i : nullptr, x + i, len, mean + c0, k,
+                                 grad_mean, scale);
+    }
+  }
+}
+}  // namespace
+
 template <typename T>
 void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T* weight, const T* bias,
                       double eps, bool relu, int64_t N, int64_t C, int64_t S) {
+  if (S == 1) {
+    forward_train_vectors(y, mean, var_sum, invstd, x, weight, bias, eps, relu, N, C);
+    return;
+  }
   const int64_t B = channels_per_block(N, S, 2, sizeof(T));
   const int64_t blocks = (C + B - 1) / B;
   const double count = static_cast<double>(N * S);
@@ -249,6 +316,10 @@ void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T*
 template <typename T>
 void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
                        const T* invstd, const T* weight, const T* relu_out, int64_t N, int64_t C, int64_t S) {
+  if (S == 1) {
+    backward_train_vectors(dx, sum_dy, sum_dy_xmu, dy, x, mean, invstd, weight, relu_out, N, C);
+    return;
+  }
   const int64_t B = channels_per_block(N, S, relu_out ? 4 : 3, sizeof(T));
 #pragma omp parallel for schedule(static)
   for (int64_t c0 = 0; c0 < C; c0 += B) {

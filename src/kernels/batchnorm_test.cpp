@@ -144,39 +144,41 @@ TEST(BnRunning, MomentumBlendsUnbiasedVariance) {
 // The fused one-process kernels run the split kernels' operations channel by channel: the same
 // bits, in float, with and without the fused ReLU and the affine parameters.
 TEST(BnKernel, FusedKernelsGiveTheSplitKernelsBits) {
-  const int64_t N = 5, C = 3, S = 37;
-  const auto x = testing::to_float(random_vector(N * C * S, 11, 2.0, 0.5));
-  const auto dy = testing::to_float(random_vector(N * C * S, 12));
-  const auto w = testing::to_float(random_vector(C, 13, 0.5, 1.0));
-  const auto b = testing::to_float(random_vector(C, 14));
-  for (const bool relu : {false, true}) {
-    for (const bool affine : {false, true}) {
-      const float* wp = affine ? w.data() : nullptr;
-      const float* bp = affine ? b.data() : nullptr;
-      std::vector<float> mean(C), var_sum(C), invstd(C), y(x.size());
-      bn_stats(mean.data(), var_sum.data(), x.data(), N, C, S);
-      bn_invstd_from_var_sum(invstd.data(), var_sum.data(), N * S, 1e-5, C);
-      if (relu) bn_normalize_relu(y.data(), x.data(), mean.data(), invstd.data(), wp, bp, N, C, S);
-      else bn_normalize(y.data(), x.data(), mean.data(), invstd.data(), wp, bp, N, C, S);
-      std::vector<double> sum(C), dot(C);
-      const float* mask = relu ? y.data() : nullptr;
-      bn_backward_reduce(sum.data(), dot.data(), dy.data(), x.data(), mean.data(), mask, N, C, S);
-      std::vector<float> dx(x.size());
-      bn_backward_input_train(dx.data(), dy.data(), x.data(), mean.data(), invstd.data(), wp, mask, sum.data(),
-                              dot.data(), N * S, N, C, S);
+  for (const int64_t S : {37, 1}) {  // 1: the (N, C) path of BatchNorm1d
+    const int64_t N = 5, C = 3;
+    const auto x = testing::to_float(random_vector(N * C * S, 11, 2.0, 0.5));
+    const auto dy = testing::to_float(random_vector(N * C * S, 12));
+    const auto w = testing::to_float(random_vector(C, 13, 0.5, 1.0));
+    const auto b = testing::to_float(random_vector(C, 14));
+    for (const bool relu : {false, true}) {
+      for (const bool affine : {false, true}) {
+        const float* wp = affine ? w.data() : nullptr;
+        const float* bp = affine ? b.data() : nullptr;
+        std::vector<float> mean(C), var_sum(C), invstd(C), y(x.size());
+        bn_stats(mean.data(), var_sum.data(), x.data(), N, C, S);
+        bn_invstd_from_var_sum(invstd.data(), var_sum.data(), N * S, 1e-5, C);
+        if (relu) bn_normalize_relu(y.data(), x.data(), mean.data(), invstd.data(), wp, bp, N, C, S);
+        else bn_normalize(y.data(), x.data(), mean.data(), invstd.data(), wp, bp, N, C, S);
+        std::vector<double> sum(C), dot(C);
+        const float* mask = relu ? y.data() : nullptr;
+        bn_backward_reduce(sum.data(), dot.data(), dy.data(), x.data(), mean.data(), mask, N, C, S);
+        std::vector<float> dx(x.size());
+        bn_backward_input_train(dx.data(), dy.data(), x.data(), mean.data(), invstd.data(), wp, mask, sum.data(),
+                                dot.data(), N * S, N, C, S);
 
-      std::vector<float> fmean(C), fvar_sum(C), finvstd(C), fy(x.size()), fdx(x.size());
-      bn_forward_train(fy.data(), fmean.data(), fvar_sum.data(), finvstd.data(), x.data(), wp, bp, 1e-5, relu, N, C, S);
-      std::vector<double> fsum(C), fdot(C);
-      bn_backward_train(fdx.data(), fsum.data(), fdot.data(), dy.data(), x.data(), fmean.data(), finvstd.data(), wp,
-                        relu ? fy.data() : nullptr, N, C, S);
-      EXPECT_EQ(fmean, mean);
-      EXPECT_EQ(fvar_sum, var_sum);
-      EXPECT_EQ(finvstd, invstd);
-      EXPECT_EQ(fy, y) << "relu " << relu << " affine " << affine;
-      EXPECT_EQ(fsum, sum);
-      EXPECT_EQ(fdot, dot);
-      EXPECT_EQ(fdx, dx) << "relu " << relu << " affine " << affine;
+        std::vector<float> fmean(C), fvar_sum(C), finvstd(C), fy(x.size()), fdx(x.size());
+        bn_forward_train(fy.data(), fmean.data(), fvar_sum.data(), finvstd.data(), x.data(), wp, bp, 1e-5, relu, N, C, S);
+        std::vector<double> fsum(C), fdot(C);
+        bn_backward_train(fdx.data(), fsum.data(), fdot.data(), dy.data(), x.data(), fmean.data(), finvstd.data(), wp,
+                          relu ? fy.data() : nullptr, N, C, S);
+        EXPECT_EQ(fmean, mean);
+        EXPECT_EQ(fvar_sum, var_sum);
+        EXPECT_EQ(finvstd, invstd);
+        EXPECT_EQ(fy, y) << "relu " << relu << " affine " << affine;
+        EXPECT_EQ(fsum, sum);
+        EXPECT_EQ(fdot, dot);
+        EXPECT_EQ(fdx, dx) << "relu " << relu << " affine " << affine << " S " << S;
+      }
     }
   }
 }

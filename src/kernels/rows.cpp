@@ -112,4 +112,30 @@ void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const 
   }
 }
 
+BNLAB_MULTIVERSION
+void row_affine_channels(float* y, const float* x, int64_t C, const float* alpha, const float* beta, bool relu) {
+  if (relu) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = x[c] * alpha[c] + beta[c];
+      y[c] = v < 0.0f ? 0.0f : v;
+    }
+  } else {
+    for (int64_t c = 0; c < C; ++c) y[c] = x[c] * alpha[c] + beta[c];
+  }
+}
+
+BNLAB_MULTIVERSION
+void row_bn_input_grad_channels(float* dx, const float* dy, const float* y, const float* x, int64_t C,
+                                const float* mean, const float* k, const float* grad_mean, const float* scale) {
+  if (y) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float upstream = dy[c];
+      const float g = y[c] > 0.0f ? upstream : 0.0f;
+      dx[c] = (g - grad_mean[c] - (x[c] - mean[c]) * k[c]) * scale[c];
+    }
+  } else {
+    for (int64_t c = 0; c < C; ++c) dx[c] = (dy[c] - grad_mean[c] - (x[c] - mean[c]) * k[c]) * scale[c];
+  }
+}
+
 }  // namespace bnlab::kernels

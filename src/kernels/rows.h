@@ -33,6 +33,28 @@ void row_bn_input_grad(float* dx, const float* dy, const float* x, int64_t n, fl
 void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const float* x, int64_t n,
                               float mean, float k, float grad_mean, float scale);
 
+// Across the C channels of one (N, C) sample (S = 1), per-channel parameters: the loops above
+// with vectors for alpha, beta, mean, k, grad_mean and scale (the same operations, the same bits).
+void row_affine_channels(float* y, const float* x, int64_t C, const float* alpha, const float* beta, bool relu);
+void row_bn_input_grad_channels(float* dx, const float* dy, const float* y, const float* x, int64_t C,
+                                const float* mean, const float* k, const float* grad_mean, const float* scale);
+
+template <typename T>
+void row_affine_channels(T* y, const T* x, int64_t C, const T* alpha, const T* beta, bool relu) {
+  for (int64_t c = 0; c < C; ++c) {
+    const T v = x[c] * alpha[c] + beta[c];
+    y[c] = relu && v < T(0) ? T(0) : v;
+  }
+}
+template <typename T>
+void row_bn_input_grad_channels(T* dx, const T* dy, const T* y, const T* x, int64_t C, const T* mean, const T* k,
+                                const T* grad_mean, const T* scale) {
+  for (int64_t c = 0; c < C; ++c) {
+    const T g = !y || y[c] > T(0) ? dy[c] : T(0);
+    dx[c] = (g - grad_mean[c] - (x[c] - mean[c]) * k[c]) * scale[c];
+  }
+}
+
 template <typename T>
 void row_sum(const T* x, int64_t n, double* sum) {
   for (int64_t i = 0; i < n; ++i) *sum += x[i];

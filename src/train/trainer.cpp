@@ -54,9 +54,9 @@ std::string first_non_finite_gradient(Network& net) {
 
 EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size,
                     std::vector<float>* outputs) {
-  // A network already reserved for training evaluates in pieces of that size when its eval
-  // outputs are per sample: same results, and no second set of buffers for the big eval batch.
-  if (net.capacity() > 0 && net.eval_is_per_sample()) batch_size = std::min(batch_size, net.capacity());
+  // Batches beyond the training capacity run through the inference path: small pieces with BN,
+  // ReLU and max-pooling folded into the convolutions (Network::reserve_inference), the same
+  // outputs as the layer-by-layer pass, several times faster.
   net.reserve_inference(batch_size);
   const int64_t classes = numel(net.output_shape());
   const int64_t pixels = set.height * set.width;
