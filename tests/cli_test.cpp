@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 
 namespace {
@@ -135,6 +137,42 @@ TEST_F(Cli, HelpListsTheFlags) {
                            "--lr", "--gamma", "--momentum", "--seed", "--threads", "--save", "--log-interval",
                            "--max-steps", "--limit-train", "--metrics"}) {
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+  }
+}
+
+// Every flag of every subcommand's --help has a row in that command's section of the user guide,
+// and every flag the guide lists there exists.
+std::set<std::string> flags_in(const std::string& text, const std::regex& pattern) {
+  std::set<std::string> flags;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), pattern); it != std::sregex_iterator(); ++it) {
+    flags.insert((*it)[1]);
+  }
+  return flags;
+}
+
+TEST(Guide, DocumentsEveryFlagOfEveryCommandAndNoOther) {
+  const std::string guide = read_file(BNLAB_GUIDE);
+  ASSERT_FALSE(guide.empty()) << BNLAB_GUIDE;
+  for (const char* command : {"train", "eval", "export", "summary", "predict", "experiment"}) {
+    const CommandResult help = bnlab(std::string(command) + " --help");
+    ASSERT_EQ(help.status, 0) << command;
+    std::set<std::string> in_help = flags_in(help.out, std::regex(R"(\n\s+(?:-\w,)?(--[a-z0-9-]+))"));
+    in_help.erase("--help");
+    const std::string heading = std::string("### `bnlab ") + command + "`";
+    const size_t begin = guide.find(heading);
+    ASSERT_NE(begin, std::string::npos) << "no section " << heading;
+    const size_t end = guide.find("\n#", begin + heading.size());
+    const std::string section = guide.substr(begin, end - begin);
+    // Flags in the first column of the section's tables: "| `--name ...`" (several per cell allowed).
+    std::set<std::string> in_guide;
+    std::istringstream lines(section);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("| `--", 0) != 0) continue;
+      const std::string cell = line.substr(0, line.find('|', 1));
+      for (const std::string& f : flags_in(cell, std::regex(R"(`(--[a-z0-9-]+))"))) in_guide.insert(f);
+    }
+    for (const std::string& f : in_help) EXPECT_TRUE(in_guide.count(f)) << command << " " << f << ": in --help, not in the guide";
+    for (const std::string& f : in_guide) EXPECT_TRUE(in_help.count(f)) << command << " " << f << ": in the guide, not in --help";
   }
 }
 

@@ -86,7 +86,8 @@ struct Case {
   int64_t steps;
 };
 
-Run train_once(const Case& c, Communicator* comm, bool sync, int64_t batch, const DataSource& data) {
+Run train_once(const Case& c, Communicator* comm, bool sync, int64_t batch, const DataSource& data,
+               int64_t bucket_bytes = TrainOptions{}.bucket_bytes) {
   Network net = build_network(parse_spec(c.spec, c.name), {1, 28, 28});
   net.fuse_batchnorm_relu();
   net.initialize(3);
@@ -96,6 +97,7 @@ Run train_once(const Case& c, Communicator* comm, bool sync, int64_t batch, cons
   o.max_steps = c.steps;
   o.comm = comm;
   o.sync_batchnorm = sync;
+  o.bucket_bytes = bucket_bytes;
   Silent silent;
   train(net, data, o, silent);
   net.set_communicator(nullptr);
@@ -180,6 +182,15 @@ int main() {
                     c.name, names[k], d);
       check(d > 1e-4, line);
     }
+  }
+  // Gradients summed in buckets during backward (the default, 1 MiB: the seed network's fc1 and
+  // the rest) or all at once after it: each element is the same sum of the same two values.
+  {
+    const Run one_sum = train_once(cases[1], comm.get(), true, 32, data, 0);
+    const Run small_buckets = train_once(cases[1], comm.get(), true, 32, data, 4096);
+    const Run synced = train_once(cases[1], comm.get(), true, 32, data);
+    check(one_sum.params == synced.params && small_buckets.params == synced.params,
+          "gradients summed in buckets of 4 KiB, 1 MiB or in one piece: identical weights");
   }
   // Every rank holds the same weights: rank 1 sends its checksum to be compared with rank 0's.
   double sums[2] = {0, 0};

@@ -20,6 +20,14 @@ class Communicator {
   // In place: every rank receives rank 0's values.
   virtual void broadcast(float* /*data*/, int64_t /*n*/) {}
   virtual void broadcast(int64_t* /*data*/, int64_t /*n*/) {}
+
+  // A sum in pieces that overlaps with other work (gradient buckets during backward): each
+  // start_sum begins summing data[0, n) in place, every rank starting the same pieces in the same
+  // order; progress() lets started sums advance; finish_sums() waits for all of them. The data
+  // must not be touched between start_sum and finish_sums.
+  virtual void start_sum(float* /*data*/, int64_t /*n*/) {}
+  virtual void progress() {}
+  virtual void finish_sums() {}
 };
 
 // True when this build has MPI support.

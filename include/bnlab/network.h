@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -58,8 +59,11 @@ class Network {
   // eval-mode batches run through the inference buffers.
   const float* forward(const float* x, int64_t n, const RunContext& ctx);
   // dout (n, output...) for the last forward; parameter gradients accumulate. With dinput
-  // (n, input...), the gradient with respect to the input is written there too.
-  void backward(const float* dout, int64_t n, float* dinput = nullptr);
+  // (n, input...), the gradient with respect to the input is written there too. layer_done(i),
+  // if given, is called as soon as layer i's parameter gradients are complete (last layer first):
+  // a data-parallel run starts summing them across processes while backward goes on.
+  void backward(const float* dout, int64_t n, float* dinput = nullptr,
+                const std::function<void(size_t)>& layer_done = {});
   void zero_grad();
 
   std::span<float> parameters() { return params_; }
@@ -84,6 +88,10 @@ class Network {
   // Output of layer i from the last forward (n, output_shape(i)...).
   const float* activation(size_t i) const { return outputs_[i]; }
   int64_t parameter_count(size_t i) const;
+  // Where layer i's parameters (and their gradients) begin in parameters(); -1 if it has none.
+  // Its parameters end by parameter_end(i).
+  int64_t parameter_offset(size_t i) const;
+  int64_t parameter_end(size_t i) const;
   // True if eval-mode outputs of a sample do not depend on the rest of its batch.
   bool eval_is_per_sample() const;
 

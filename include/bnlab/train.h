@@ -40,6 +40,10 @@ struct TrainOptions {
   // statistics are rank 0's (broadcast before each step, as PyTorch's DDP does).
   Communicator* comm = nullptr;
   bool sync_batchnorm = false;
+  // Gradients are summed across processes in buckets of about this many bytes, each started as
+  // soon as backward has finished its layers (last layer first), so that communication overlaps
+  // the rest of backward; 0: one sum of all gradients after backward.
+  int64_t bucket_bytes = int64_t{1} << 20;
 };
 
 struct StepReport {

@@ -246,7 +246,7 @@ size_t Network::infer_fused(size_t i, float* out, const float* in, int64_t n) {
   return layer.forward_fused(out, in, n, e) ? next - 1 : i;
 }
 
-void Network::backward(const float* dout, int64_t n, float* dinput) {
+void Network::backward(const float* dout, int64_t n, float* dinput, const std::function<void(size_t)>& layer_done) {
   const float* grad = dout;
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i].layer;
@@ -258,6 +258,7 @@ void Network::backward(const float* dout, int64_t n, float* dinput) {
       else dx = grad == grad_a_.data() ? grad_b_.data() : grad_a_.data();
     }
     layer.backward(dx, grad, in, outputs_[i], n);
+    if (layer_done) layer_done(i);
     grad = dx;
   }
 }
@@ -300,6 +301,19 @@ bool Network::eval_is_per_sample() const {
   for (const auto& entry : layers_)
     if (entry.layer->eval_mixes_samples()) return false;
   return true;
+}
+
+int64_t Network::parameter_offset(size_t i) const {
+  for (const Slot& s : slots_[i])
+    if (s.decl.role == Role::Parameter) return s.offset;
+  return -1;
+}
+
+int64_t Network::parameter_end(size_t i) const {
+  int64_t end = -1;
+  for (const Slot& s : slots_[i])
+    if (s.decl.role == Role::Parameter) end = s.offset + numel(s.decl.shape);
+  return end;
 }
 
 int64_t Network::parameter_count(size_t i) const {

@@ -50,6 +50,36 @@ std::string first_non_finite_gradient(Network& net) {
   return "";
 }
 
+// A contiguous range of the gradient buffer, complete once backward has run layer closes_after.
+struct GradientBucket {
+  int64_t begin, end;
+  size_t closes_after;
+};
+
+// Buckets in the order backward completes them: layers from the last, their gradient slices
+// (laid out in layer order) joined until a bucket holds bucket_bytes. Empty: no buckets.
+std::vector<GradientBucket> gradient_buckets(const Network& net, int64_t bucket_bytes) {
+  std::vector<GradientBucket> buckets;
+  if (bucket_bytes <= 0) return buckets;
+  int64_t end = -1;
+  for (size_t i = net.layer_count(); i-- > 0;) {
+    const int64_t begin = net.parameter_offset(i);
+    if (begin < 0) continue;
+    if (end < 0) end = net.parameter_end(i);
+    if ((end - begin) * static_cast<int64_t>(sizeof(float)) >= bucket_bytes) {
+      buckets.push_back({begin, end, i});
+      end = -1;
+    }
+  }
+  // What is left, with the first layers' gradients, closes after the first layer with parameters.
+  for (size_t i = 0; i < net.layer_count() && end >= 0; ++i) {
+    if (net.parameter_offset(i) < 0) continue;
+    buckets.push_back({net.parameter_offset(i), end, i});
+    end = -1;
+  }
+  return buckets;
+}
+
 }  // namespace
 
 EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size,
@@ -121,6 +151,8 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
   std::vector<float> saved_buffers(net.buffers().size());
   std::vector<int64_t> saved_counters(net.counters().size());
   const uint64_t dropout_key = derive_key(options.seed, static_cast<uint64_t>(Stream::Dropout));
+  const std::vector<GradientBucket> buckets = processes > 1 ? gradient_buckets(net, options.bucket_bytes)
+                                                            : std::vector<GradientBucket>{};
   const int64_t batches = (shard_size + options.batch_size - 1) / options.batch_size;
 
   const auto start = Clock::now();
@@ -169,9 +201,20 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
                     : "loss is " + std::to_string(local_loss) + "; first non-finite output in " + first_non_finite_layer(net, n);
       } else {
         net.zero_grad();
-        net.backward(dlogp.data(), n);
-        if (processes > 1) {  // the mean of the processes' gradients
-          comm.allreduce_sum(net.gradients().data(), static_cast<int64_t>(net.gradients().size()));
+        if (processes > 1 && !buckets.empty()) {  // the mean of the processes' gradients
+          size_t next = 0;
+          net.backward(dlogp.data(), n, nullptr, [&](size_t layer) {
+            for (; next < buckets.size() && buckets[next].closes_after == layer; ++next) {
+              comm.start_sum(net.gradients().data() + buckets[next].begin, buckets[next].end - buckets[next].begin);
+            }
+            comm.progress();
+          });
+          comm.finish_sums();
+        } else {
+          net.backward(dlogp.data(), n);
+          if (processes > 1) comm.allreduce_sum(net.gradients().data(), static_cast<int64_t>(net.gradients().size()));
+        }
+        if (processes > 1) {
           const float scale = 1.0f / static_cast<float>(processes);
           for (float& g : net.gradients()) g *= scale;
         }

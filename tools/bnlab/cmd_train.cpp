@@ -30,6 +30,7 @@ struct TrainFlags {
   std::string resume;
   std::string on_nan = "stop";
   bool distributed = false, sync_bn = false;
+  int64_t bucket_kb = 1024;
 };
 
 // Threads per process: the --threads flag, else the cores shared among the processes that
@@ -60,6 +61,7 @@ void run_train(const TrainFlags& f) {
   TrainOptions options = f.train;
   options.comm = comm.get();
   options.sync_batchnorm = f.sync_bn;
+  options.bucket_bytes = f.bucket_kb * 1024;
   options.optimizer.kind = parse_optimizer_kind(f.optimizer);
   const NetworkSpec spec = load_spec(f.model);
   DataSource data = load_data(f.data);
@@ -159,6 +161,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--distributed", flags->distributed,
                 "Data-parallel over the MPI processes this was started in (mpirun -np P bnlab train --distributed)");
   cmd->add_flag("--sync-bn", flags->sync_bn, "With --distributed: batch statistics over all processes' batches");
+  cmd->add_option("--bucket-kb", flags->bucket_kb,
+                  "With --distributed: sum gradients in buckets of this many KiB during backward (0: one sum after it)")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   cmd->add_option("--on-nan", flags->on_nan, "On a NaN/Inf loss or gradient: stop, or skip the batch")
       ->capture_default_str()->check(CLI::IsMember({"stop", "skip"}));
   cmd->callback([flags] { run_train(*flags); });
