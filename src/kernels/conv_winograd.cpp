@@ -107,7 +107,9 @@ template <typename T>
 void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* scratch,
                              const ConvGeometry& g, int64_t N, int threads, const ConvEpilogue<T>& epilogue) {
   const Layout l = layout_of(g);
-  const auto [t, Co, Ci, T_, Ho, Wo, su, sv, sm] = plan_of(g);
+  const Plan p = plan_of(g);  // plain copies below: clang's OpenMP cannot capture structured bindings
+  const WinogradTiles t = p.t;
+  const int64_t Co = p.Co, Ci = p.Ci, T_ = p.T_, Ho = p.Ho, Wo = p.Wo, su = p.su, sv = p.sv, sm = p.sm;
   T* U = scratch;
   winograd_filter(U, w, Co, Ci);
 #pragma omp parallel num_threads(threads)
@@ -138,7 +140,9 @@ template <typename T>
 void winograd_conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, T* scratch,
                               T* dw_scratch, const ConvGeometry& g, int64_t N, int threads) {
   const Layout l = layout_of(g);
-  const auto [t, Co, Ci, T_, Ho, Wo, su, sv, sm] = plan_of(g);
+  const Plan p = plan_of(g);  // plain copies below: clang's OpenMP cannot capture structured bindings
+  const WinogradTiles t = p.t;
+  const int64_t Co = p.Co, Ci = p.Ci, T_ = p.T_, Ho = p.Ho, Wo = p.Wo, su = p.su, sv = p.sv, sm = p.sm;
   const int64_t usize = P16 * su;
   T* U = scratch;
   winograd_filter(U, w, Co, Ci);

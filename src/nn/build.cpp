@@ -136,7 +136,7 @@ const std::map<std::string, Factory>& factories() {
       {"Dropout",
        [](Settings& s) {
          const double p = s.real("p", 0.5);
-         if (!(p >= 0 && p < 1)) s.error(0, "p: must be in [0, 1)");
+         if (!(p >= 0 && p < 1)) s.error(s.find("p")->column, "p: must be in [0, 1)");  // found: 0.5 is valid
          return make_dropout({.p = p});
        }},
       {"Flatten", [](Settings&) { return make_flatten(); }},

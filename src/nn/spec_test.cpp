@@ -64,7 +64,7 @@ TEST(Spec, ErrorsPointAtLineAndColumn) {
             "net.spec:1:8: Conv2d: out_channels: must be at least 1");
   EXPECT_EQ(build_error("BatchNorm2d affine=maybe\n"),
             "net.spec:1:13: BatchNorm2d: affine: 'maybe' is not true or false");
-  EXPECT_EQ(build_error("Dropout p=1.5\n"), "net.spec:1:0: Dropout: p: must be in [0, 1)");
+  EXPECT_EQ(build_error("Dropout p=1.5\n"), "net.spec:1:9: Dropout: p: must be in [0, 1)");
   EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3 stride\n"),
             "net.spec:1:37: expected key=value, got 'stride'");
   EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3 stride=1 stride=2\n"),
