@@ -62,7 +62,11 @@ DataSource synthetic_data() {
 
 struct Run {
   std::vector<float> params, grads, buffers, eval_out;
-  std::vector<std::pair<std::string, int64_t>> layout;  // parameter names and sizes, in order
+  struct Slice {
+    std::string name;
+    int64_t offset, size;  // in params and grads (slices are aligned: there are gaps)
+  };
+  std::vector<Slice> layout;
 };
 
 constexpr const char* kSmoothNet = R"(# BatchNorm2d, BatchNorm1d, and only smooth functions around them
@@ -104,7 +108,9 @@ Run train_once(const Case& c, Communicator* comm, bool sync, int64_t batch, cons
   Run r{{net.parameters().begin(), net.parameters().end()},
         {net.gradients().begin(), net.gradients().end()},
         {net.buffers().begin(), net.buffers().end()}, {}, {}};
-  for (const TensorView& t : net.named_parameters()) r.layout.emplace_back(t.name, numel(t.shape));
+  for (const TensorView& t : net.named_parameters()) {
+    r.layout.push_back({t.name, static_cast<float*>(t.data) - net.parameters().data(), numel(t.shape)});
+  }
   std::vector<float> x(64 * 784);
   std::vector<uint8_t> labels(64);
   std::vector<int64_t> idx(64);
@@ -126,14 +132,11 @@ double relative_difference(const std::vector<float>& a, const std::vector<float>
 }
 
 // Per-tensor differences, to tell a failing test which layer moved.
-void print_breakdown(const std::vector<float>& a, const std::vector<float>& b,
-                     const std::vector<std::pair<std::string, int64_t>>& layout) {
-  int64_t offset = 0;
-  for (const auto& [name, size] : layout) {
-    const std::vector<float> pa(a.begin() + offset, a.begin() + offset + size);
-    const std::vector<float> pb(b.begin() + offset, b.begin() + offset + size);
-    std::printf("       %-16s %.2e\n", name.c_str(), relative_difference(pa, pb));
-    offset += size;
+void print_breakdown(const std::vector<float>& a, const std::vector<float>& b, const std::vector<Run::Slice>& layout) {
+  for (const Run::Slice& t : layout) {
+    const std::vector<float> pa(a.begin() + t.offset, a.begin() + t.offset + t.size);
+    const std::vector<float> pb(b.begin() + t.offset, b.begin() + t.offset + t.size);
+    std::printf("       %-16s %.2e\n", t.name.c_str(), relative_difference(pa, pb));
   }
 }
 

@@ -48,7 +48,7 @@ class MpiCommunicator final : public Communicator {
     chunked_broadcast(data, n, MPI_INT64_T, sizeof(int64_t));
   }
 
- // Non-blocking: MPI_Ireduce to rank 0 at start_sum, then, at finish_sums and in the order the
+  // Non-blocking: MPI_Ireduce to rank 0 at start_sum, then, at finish_sums and in the order the
   // pieces started, MPI_Ibcast of each piece once its reduction is complete (rank 0 must hold the
   // sum before it sends it). Every rank posts the same collectives in the same order.
   void start_sum(float* data, int64_t n) override {

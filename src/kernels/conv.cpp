@@ -118,11 +118,13 @@ void col2im_add(T* dx, const T* dcol, const ConvGeometry& g) {
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* col_scratch,
                     const ConvGeometry& g, int64_t N, int threads, const ConvEpilogue<T>& epilogue) {
+  if (epilogue.maxpool2x2 && !conv_can_pool(g)) {
+    fail("conv2d", "epilogue", "max-pooling needs Winograd's exact tiles (conv_can_pool)");
+  }
   if (conv_algorithm(g) == ConvAlgorithm::Winograd) {
     winograd_conv2d_forward(y, x, w, bias, col_scratch, g, N, threads, epilogue);
     return;
   }
-  if (epilogue.maxpool2x2) fail("conv2d", "epilogue", "max-pooling needs the Winograd path (conv_can_pool)");
   const bool direct = conv_algorithm(g) == ConvAlgorithm::Direct;
   const int64_t P = g.out_height() * g.out_width();
   const int64_t in_size = g.in_channels * g.height * g.width;

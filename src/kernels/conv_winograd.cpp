@@ -20,8 +20,6 @@ WinogradTiles tiles_of(const ConvGeometry& g) {
   return {(g.out_height() + 1) / 2, (g.out_width() + 1) / 2};
 }
 
-bool exact(const ConvGeometry& g) { return winograd_exact(g); }
-
 // Sizes and plane strides of one convolution's transformed tensors.
 struct Plan {
   WinogradTiles t;
@@ -81,7 +79,7 @@ void crop_copy(T* dst, int64_t H, int64_t W, const T* src, int64_t C, int64_t Hp
 template <typename T>
 void transform_input(T* V, T* plane, const T* x_n, const ConvGeometry& g, const WinogradTiles& t) {
   const T* in = x_n;
-  if (!exact(g)) {
+  if (!winograd_exact(g)) {
     pad_copy(plane, t.in_height(), t.in_width(), x_n, g.in_channels, g.height, g.width, g.padding, g.padding);
     in = plane;
   }
@@ -100,7 +98,7 @@ int64_t winograd_scratch_size(const ConvGeometry& g, int threads) {
 }
 
 int64_t winograd_weight_scratch_size(const ConvGeometry& g, int threads) {
-  return threads * P16 * winograd_plane_stride(g.out_channels * g.in_channels);
+  return threads * layout_of(g).u;  // a partial dU (the size of U) per thread
 }
 
 template <typename T>
@@ -124,9 +122,9 @@ void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* scr
         gemm(Trans::No, Trans::No, Co, T_, Ci, T(1), U + xi * su, Ci, V + xi * sv, T_, T(0),
              M + xi * sm, T_);
       }
-      const int64_t out_size = epilogue.maxpool2x2 ? Co * T_ : Co * Ho * Wo;  // pooling needs exact tiles
+      const int64_t out_size = epilogue.maxpool2x2 ? Co * T_ : Co * Ho * Wo;  // pooled: a maximum per tile
       T* y_n = y + n * out_size;
-      if (exact(g)) {
+      if (winograd_exact(g)) {
         winograd_output(y_n, M, bias, Co, t, epilogue);
       } else {
         winograd_output(plane, M, bias, Co, t, epilogue);
@@ -161,7 +159,7 @@ void winograd_conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w,
     for (int64_t n = 0; n < N; ++n) {
       transform_input(V, plane, x + n * Ci * g.height * g.width, g, t);
       const T* dy_n = dy + n * Co * Ho * Wo;
-      if (exact(g)) {
+      if (winograd_exact(g)) {
         winograd_output_grad(M, dy_n, Co, t);
       } else {  // odd output sizes: the missing row or column of the last tiles is zero
         pad_copy(plane, t.out_height(), t.out_width(), dy_n, Co, Ho, Wo, 0, 0);
@@ -179,7 +177,7 @@ void winograd_conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w,
              V + xi * sv, T_);
       }
       T* dx_n = dx + n * Ci * g.height * g.width;
-      if (exact(g)) {
+      if (winograd_exact(g)) {
         winograd_input_grad(dx_n, V, Ci, t);
       } else {
         winograd_input_grad(plane, V, Ci, t);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 
 #include "bnlab/rng.h"
 #include "kernels/vector_rows.h"
@@ -38,21 +37,11 @@ void dropout_forward(T* y, uint8_t* keep, const T* x, float p, uint64_t key, int
   const int64_t pairs = count / 2, block = kBlock / 2;
 #pragma omp parallel for schedule(static)
   for (int64_t j = 0; j < pairs; j += block) {
-    const int64_t len = std::min(block, pairs - j);
-    if constexpr (std::is_same_v<T, float>) {
-      row_dropout_pairs(y + 2 * j, keep + 2 * j, x + 2 * j, j, len, key, threshold, scale);
-    } else {
-      for (int64_t i = 2 * j; i < 2 * (j + len); ++i) {
-        const uint32_t u = static_cast<uint32_t>(random_bits(key, static_cast<uint64_t>(i / 2)) >> (8 + 32 * (i & 1))) & 0xffffff;
-        keep[i] = u >= threshold;  // uniform u / 2^24 >= p
-        y[i] = keep[i] ? x[i] * scale : T(0);
-      }
-    }
+    row_dropout_pairs(y + 2 * j, keep + 2 * j, x + 2 * j, j, std::min(block, pairs - j), key, threshold, scale);
   }
   if (count % 2) {  // the last element: the first half of the last draw
     const int64_t i = count - 1;
-    const uint32_t u = static_cast<uint32_t>(random_bits(key, static_cast<uint64_t>(i / 2)) >> 8) & 0xffffff;
-    keep[i] = u >= threshold;
+    keep[i] = dropout_uniform(key, i) >= threshold;  // uniform u / 2^24 >= p
     y[i] = keep[i] ? x[i] * scale : T(0);
   }
 }

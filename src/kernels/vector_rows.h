@@ -1,12 +1,14 @@
-// Row loops of max-pooling, dropout, ReLU and convolution (direct, scatter-add): the float versions
-// are compiled per instruction set and chosen at run time (kernels/multiversion.h); the templates
-// serve double, for the finite-difference tests. Each loop is written so that it vectorizes:
+// Row loops of max-pooling, dropout, ReLU and convolution (direct, scatter-add). Each body is
+// written once, as an inline template below; the float functions (vector_rows.cpp) instantiate
+// it per instruction set, chosen at run time (kernels/multiversion.h), and double (the
+// finite-difference tests) calls the template. Each loop is written so that it vectorizes:
 // selects instead of branches, no early exits.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 
+#include "bnlab/rng.h"
 #include "kernels/conv.h"
 #include "kernels/multiversion.h"
 
@@ -20,7 +22,6 @@ namespace bnlab::kernels {
 // are then copied out. wide: Ho * W scratch. bias may be null.
 void direct_conv(float* y, float* wide, const float* x, const float* w, const float* bias,
                  const ConvGeometry& g);
-
 
 // One plane of a 2x2, stride-2 max-pool: y (Ho, Wo) from x (H, W): y[i][j] = max of
 // x[2i][2j], x[2i][2j+1], x[2i+1][2j], x[2i+1][2j+1], idx[i][j] = the winner's flat index in x
@@ -103,38 +104,91 @@ void direct_conv(T* y, T* wide, const T* x, const T* w, const T* bias, const Con
   direct_conv_impl(y, wide, x, w, bias, g);
 }
 
+// max(best, next) as PyTorch's scan: next wins only if strictly larger or NaN, nothing beats a NaN.
 template <typename T>
-void plane_maxpool2x2(T* y, int32_t* idx, const T* x, int64_t W, int64_t Ho, int64_t Wo) {
+BNLAB_INLINE bool scan_takes(T best, T next) {
+  return !(best != best) && (next > best || next != next);
+}
+
+template <typename T>
+BNLAB_INLINE void plane_maxpool2x2_impl(T* y, int32_t* idx, const T* x, int64_t W, int64_t Ho, int64_t Wo) {
   for (int64_t i = 0; i < Ho; ++i) {
-    for (int64_t j = 0; j < Wo; ++j) {
-      const int64_t at0 = 2 * i * W + 2 * j;
-      const int64_t at[4] = {at0, at0 + 1, at0 + W, at0 + W + 1};
-      T best = x[at[0]];
-      int64_t where = at[0];
-      for (int k = 1; k < 4; ++k) {
-        const bool take = !(best != best) && (x[at[k]] > best || x[at[k]] != x[at[k]]);
-        best = take ? x[at[k]] : best;
-        where = take ? at[k] : where;
+    const T* r0 = x + 2 * i * W;
+    const T* r1 = r0 + W;
+    T* out = y + i * Wo;
+    if (!idx) {
+      for (int64_t j = 0; j < Wo; ++j) {  // all four loaded first: selects, not branches
+        const T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+        T best = a;
+        best = scan_takes(best, b) ? b : best;
+        best = scan_takes(best, c) ? c : best;
+        best = scan_takes(best, d) ? d : best;
+        out[j] = best;
       }
-      y[i * Wo + j] = best;
-      if (idx) idx[i * Wo + j] = static_cast<int32_t>(where);
+      continue;
+    }
+    int32_t* where = idx + i * Wo;
+    const int32_t base = static_cast<int32_t>(2 * i * W), width = static_cast<int32_t>(W);
+    for (int64_t j = 0; j < Wo; ++j) {
+      const T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+      T best = a;
+      int32_t at = 0;
+      bool take = scan_takes(best, b);
+      best = take ? b : best;
+      at = take ? 1 : at;
+      take = scan_takes(best, c);
+      best = take ? c : best;
+      at = take ? width : at;
+      take = scan_takes(best, d);
+      best = take ? d : best;
+      at = take ? width + 1 : at;
+      out[j] = best;
+      where[j] = base + static_cast<int32_t>(2 * j) + at;
     }
   }
 }
 template <typename T>
-void row_dropout_backward(T* dx, const T* dy, const uint8_t* keep, int64_t n, T scale) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = keep[i] ? dy[i] * scale : T(0);
+void plane_maxpool2x2(T* y, int32_t* idx, const T* x, int64_t W, int64_t Ho, int64_t Wo) {
+  plane_maxpool2x2_impl(y, idx, x, W, Ho, Wo);
+}
+
+// Element i's 24-bit uniform: half (i & 1) of random_bits(key, i / 2).
+inline uint32_t dropout_uniform(uint64_t key, int64_t i) {
+  return static_cast<uint32_t>(random_bits(key, static_cast<uint64_t>(i / 2)) >> (8 + 32 * (i & 1))) & 0xffffff;
+}
+
+template <typename T>
+BNLAB_INLINE void row_dropout_pairs(T* y, uint8_t* keep, const T* x, int64_t first, int64_t pairs, uint64_t key,
+                                    uint32_t threshold, T scale) {
+  for (int64_t j = 0; j < pairs; ++j) {
+    const uint64_t bits = random_bits(key, static_cast<uint64_t>(first + j));  // dropout_uniform of 2j, 2j+1
+    const uint32_t u0 = static_cast<uint32_t>(bits >> 8) & 0xffffff;
+    const uint32_t u1 = static_cast<uint32_t>(bits >> 40) & 0xffffff;
+    const bool k0 = u0 >= threshold, k1 = u1 >= threshold;
+    const T v0 = x[2 * j] * scale, v1 = x[2 * j + 1] * scale;  // unconditional: a select, no branch
+    keep[2 * j] = k0;
+    keep[2 * j + 1] = k1;
+    y[2 * j] = k0 ? v0 : T(0);
+    y[2 * j + 1] = k1 ? v1 : T(0);
+  }
 }
 template <typename T>
-void row_relu(T* y, const T* x, int64_t n) {
+BNLAB_INLINE void row_dropout_backward(T* dx, const T* dy, const uint8_t* keep, int64_t n, T scale) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = dy[i] * scale;
+    dx[i] = keep[i] ? v : T(0);
+  }
+}
+template <typename T>
+BNLAB_INLINE void row_relu(T* y, const T* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
 }
 template <typename T>
-void row_relu_backward(T* dx, const T* dy, const T* y, int64_t n) {
+BNLAB_INLINE void row_relu_backward(T* dx, const T* dy, const T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
 }
 template <typename T>
-void row_add(T* y, const T* x, int64_t n) {
+BNLAB_INLINE void row_add(T* y, const T* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
