@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bnlab/tensor.h"
 #include "bnlab/threads.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv.h"
@@ -28,8 +29,10 @@ constexpr double kEps = 1e-5;
 enum class Relu { Separate, Fused };
 
 // Deterministic values in [-1, 1): the timing must not depend on the data, only its shape.
-std::vector<float> filled(int64_t n, uint32_t salt) {
-  std::vector<float> v(static_cast<size_t>(n));
+// 64-byte aligned, as bnlab's tensors and layer buffers are.
+using Buffer = bnlab::AlignedVector<float>;
+Buffer filled(int64_t n, uint32_t salt) {
+  Buffer v(static_cast<size_t>(n));
   uint32_t s = 2463534242u ^ salt;
   for (auto& x : v) {
     s ^= s << 13, s ^= s >> 17, s ^= s << 5;  // xorshift32
@@ -41,7 +44,7 @@ std::vector<float> filled(int64_t n, uint32_t salt) {
 // An (N, C, S) batch-norm problem with its per-channel state, from args {N, C, H, W}.
 struct BnProblem {
   int64_t N, C, S;
-  std::vector<float> x, y, dy, dx, weight, bias, mean, var_sum, invstd, running_var, dweight, dbias;
+  Buffer x, y, dy, dx, weight, bias, mean, var_sum, invstd, running_var, dweight, dbias;
   std::vector<double> sum_dy, sum_dy_xmu;
 
   explicit BnProblem(const benchmark::State& st)
@@ -66,8 +69,15 @@ struct BnProblem {
   int64_t bytes() const { return N * C * S * static_cast<int64_t>(sizeof(float)); }
   int64_t count() const { return N * S; }
 
-  // Training-mode forward; with Relu::Fused, BN+ReLU in one pass (bn_normalize_relu).
+  // Training-mode forward as one process runs it: statistics and normalization fused channel
+  // block by channel block (bn_forward_train); with Relu::Fused, BN+ReLU in the same pass.
   void forward_train(Relu relu = Relu::Separate) {
+    k::bn_forward_train(y.data(), mean.data(), var_sum.data(), invstd.data(), x.data(), weight.data(), bias.data(),
+                        kEps, relu == Relu::Fused, N, C, S);
+  }
+
+  // The same with the split kernels, the path a synchronized BN runs (each a pass over the tensor).
+  void forward_train_split(Relu relu = Relu::Separate) {
     k::bn_stats(mean.data(), var_sum.data(), x.data(), N, C, S);
     k::bn_invstd_from_var_sum(invstd.data(), var_sum.data(), count(), kEps, C);
     if (relu == Relu::Fused) {
@@ -77,8 +87,17 @@ struct BnProblem {
     }
   }
 
-  // Training-mode backward; with Relu::Fused, dy is masked by the fused ReLU's output y.
+  // Training-mode backward as one process runs it (bn_backward_train); with Relu::Fused, dy is
+  // masked by the fused ReLU's output y.
   void backward_train(Relu relu = Relu::Separate) {
+    const float* relu_out = relu == Relu::Fused ? y.data() : nullptr;
+    k::bn_backward_train(dx.data(), sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), mean.data(), invstd.data(),
+                         weight.data(), relu_out, N, C, S);
+    k::bn_backward_params(dweight.data(), dbias.data(), sum_dy.data(), sum_dy_xmu.data(), invstd.data(), C);
+  }
+
+  // The split backward, a synchronized BN's.
+  void backward_train_split(Relu relu = Relu::Separate) {
     const float* relu_out = relu == Relu::Fused ? y.data() : nullptr;
     k::bn_backward_reduce(sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), mean.data(), relu_out,
                           N, C, S);
@@ -88,15 +107,41 @@ struct BnProblem {
   }
 };
 
-template <Relu R>
+enum class Path { Fused, Split };
+
+template <Relu R, Path P>
 void BM_BnForwardTrain(benchmark::State& state) {
   BnProblem p(state);
   for (auto _ : state) {
-    p.forward_train(R);
+    if constexpr (P == Path::Fused) p.forward_train(R);
+    else p.forward_train_split(R);
     benchmark::DoNotOptimize(p.y.data());
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * 2 * p.bytes());  // x in, y out
+}
+
+// The forward's two statistics passes alone (split kernels, whole tensor each), to see what they
+// add to the normalization (BM_BnForwardEval): bytes/s count the one tensor read.
+void BM_BnChannelSums(benchmark::State& state) {
+  BnProblem p(state);
+  for (auto _ : state) {
+    k::bn_channel_sums(p.sum_dy.data(), p.x.data(), p.N, p.C, p.S);
+    benchmark::DoNotOptimize(p.sum_dy.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * p.bytes());
+}
+
+void BM_BnSquaredDeviations(benchmark::State& state) {
+  BnProblem p(state);
+  p.forward_train();  // the mean
+  for (auto _ : state) {
+    k::bn_channel_squared_deviations(p.sum_dy.data(), p.x.data(), p.mean.data(), p.N, p.C, p.S);
+    benchmark::DoNotOptimize(p.sum_dy.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * p.bytes());
 }
 
 void BM_BnForwardEval(benchmark::State& state) {
@@ -112,12 +157,13 @@ void BM_BnForwardEval(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * 2 * p.bytes());  // x in, y out
 }
 
-template <Relu R>
+template <Relu R, Path P>
 void BM_BnBackwardTrain(benchmark::State& state) {
   BnProblem p(state);
   p.forward_train(R);  // mean, invstd (and the ReLU mask) as backward finds them
   for (auto _ : state) {
-    p.backward_train(R);
+    if constexpr (P == Path::Fused) p.backward_train(R);
+    else p.backward_train_split(R);
     benchmark::DoNotOptimize(p.dx.data());
     benchmark::ClobberMemory();
   }
@@ -159,7 +205,7 @@ struct ConvProblem {
   k::ConvGeometry g;
   int64_t N;
   int threads = bnlab::threads();
-  std::vector<float> x, w, bias, y, dy, dx, dw, dbias, col, dw_scratch;
+  Buffer x, w, bias, y, dy, dx, dw, dbias, col, dw_scratch;
 
   explicit ConvProblem(const benchmark::State& st)
       : g{.in_channels = st.range(1), .height = st.range(2), .width = st.range(3),
@@ -212,8 +258,8 @@ void BM_Gemm(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   const k::Trans ta = state.range(3) ? k::Trans::Yes : k::Trans::No;
   const k::Trans tb = state.range(4) ? k::Trans::Yes : k::Trans::No;
-  const std::vector<float> A = filled(M * K, 1), B = filled(K * N, 2);
-  std::vector<float> C(static_cast<size_t>(M * N), 0.0f);
+  const Buffer A = filled(M * K, 1), B = filled(K * N, 2);
+  Buffer C(static_cast<size_t>(M * N), 0.0f);
   const int64_t lda = ta == k::Trans::No ? K : M, ldb = tb == k::Trans::No ? N : K;
   for (auto _ : state) {
     if constexpr (Parallel) {
@@ -255,11 +301,15 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
-BENCHMARK(BM_BnForwardTrain<Relu::Separate>)->Name("BM_BnForwardTrain")->Apply(bn_shapes);
-BENCHMARK(BM_BnForwardTrain<Relu::Fused>)->Name("BM_BnReluForwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_BnForwardTrain<Relu::Separate, Path::Fused>)->Name("BM_BnForwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_BnForwardTrain<Relu::Fused, Path::Fused>)->Name("BM_BnReluForwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_BnForwardTrain<Relu::Separate, Path::Split>)->Name("BM_BnForwardTrainSplit")->Apply(bn_shapes);
+BENCHMARK(BM_BnChannelSums)->Apply(bn_shapes);
+BENCHMARK(BM_BnSquaredDeviations)->Apply(bn_shapes);
 BENCHMARK(BM_BnForwardEval)->Apply(bn_shapes);
-BENCHMARK(BM_BnBackwardTrain<Relu::Separate>)->Name("BM_BnBackwardTrain")->Apply(bn_shapes);
-BENCHMARK(BM_BnBackwardTrain<Relu::Fused>)->Name("BM_BnReluBackwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_BnBackwardTrain<Relu::Separate, Path::Fused>)->Name("BM_BnBackwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_BnBackwardTrain<Relu::Fused, Path::Fused>)->Name("BM_BnReluBackwardTrain")->Apply(bn_shapes);
+BENCHMARK(BM_BnBackwardTrain<Relu::Separate, Path::Split>)->Name("BM_BnBackwardTrainSplit")->Apply(bn_shapes);
 BENCHMARK(BM_Memcpy)->Apply(bn_shapes);
 BENCHMARK(BM_MemcpyThreads)->Apply(bn_shapes);
 BENCHMARK(BM_Conv2dForward)->Apply(conv_shapes);
