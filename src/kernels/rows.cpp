@@ -1,5 +1,8 @@
 #include "kernels/rows.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "kernels/multiversion.h"
 
 namespace bnlab::kernels {
@@ -46,6 +49,22 @@ BNLAB_INLINE void lane_sum2(int64_t n, A a, B b, float* sa, float* sb) {
   *sa = combine(pa);
   *sb = combine(pb);
 }
+// Elementwise row loops run `head_to_line(y, n)` elements one by one first, so that the vector
+// loop's stores start on a cache line: rows of 26x26 floats start 16 bytes into a line, and every
+// 64-byte store split across two (the BN forward took 20% longer than with aligned rows). The
+// inputs share the output's layout, so their loads align as well. Elementwise: the same bits.
+BNLAB_INLINE int64_t head_to_line(const float* y, int64_t n) {
+  const auto offset = reinterpret_cast<uintptr_t>(y) % 64;
+  return std::min<int64_t>(n, offset % sizeof(float) ? 0 : static_cast<int64_t>((64 - offset) % 64 / sizeof(float)));
+}
+
+// for each i < n: body(i), the head first (above)
+template <typename Body>
+BNLAB_INLINE void elementwise(const float* y, int64_t n, Body body) {
+  const int64_t head = head_to_line(y, n);
+  for (int64_t i = 0; i < head; ++i) body(i);
+  for (int64_t i = head; i < n; ++i) body(i);
+}
 }  // namespace
 
 BNLAB_MULTIVERSION
@@ -63,15 +82,15 @@ void row_squared_deviations(const float* x, int64_t n, float mean, double* squar
 
 BNLAB_MULTIVERSION
 void row_affine(float* y, const float* x, int64_t n, float alpha, float beta) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * alpha + beta;
+  elementwise(y, n, [&](int64_t i) { y[i] = x[i] * alpha + beta; });
 }
 
 BNLAB_MULTIVERSION
 void row_affine_relu(float* y, const float* x, int64_t n, float alpha, float beta) {
-  for (int64_t i = 0; i < n; ++i) {
+  elementwise(y, n, [&](int64_t i) {
     const float v = x[i] * alpha + beta;
     y[i] = v < 0.0f ? 0.0f : v;
-  }
+  });
 }
 
 BNLAB_MULTIVERSION
@@ -85,7 +104,7 @@ void row_sum_dot(const float* dy, const float* x, int64_t n, float mean, double*
 BNLAB_MULTIVERSION
 void row_bn_input_grad(float* dx, const float* dy, const float* x, int64_t n, float mean, float k,
                        float grad_mean, float scale) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = (dy[i] - grad_mean - (x[i] - mean) * k) * scale;
+  elementwise(dx, n, [&](int64_t i) { dx[i] = (dy[i] - grad_mean - (x[i] - mean) * k) * scale; });
 }
 
 BNLAB_MULTIVERSION
@@ -105,11 +124,11 @@ void row_sum_dot_masked(const float* dy, const float* y, const float* x, int64_t
 BNLAB_MULTIVERSION
 void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const float* x, int64_t n,
                               float mean, float k, float grad_mean, float scale) {
-  for (int64_t i = 0; i < n; ++i) {
+  elementwise(dx, n, [&](int64_t i) {
     const float upstream = dy[i];
     const float g = y[i] > 0.0f ? upstream : 0.0f;
     dx[i] = (g - grad_mean - (x[i] - mean) * k) * scale;
-  }
+  });
 }
 
 BNLAB_MULTIVERSION
