@@ -60,7 +60,7 @@ BNLAB_INLINE int64_t head_to_line(const float* y, int64_t n) {
 
 // for each i < n: body(i), the head first (above)
 template <typename Body>
-BNLAB_INLINE void elementwise(const float* y, int64_t n, Body body) {
+BNLAB_INLINE void for_each_from_line(const float* y, int64_t n, Body body) {
   const int64_t head = head_to_line(y, n);
   for (int64_t i = 0; i < head; ++i) body(i);
   for (int64_t i = head; i < n; ++i) body(i);
@@ -82,12 +82,12 @@ void row_squared_deviations(const float* x, int64_t n, float mean, double* squar
 
 BNLAB_MULTIVERSION
 void row_affine(float* y, const float* x, int64_t n, float alpha, float beta) {
-  elementwise(y, n, [&](int64_t i) { y[i] = x[i] * alpha + beta; });
+  for_each_from_line(y, n, [&](int64_t i) { y[i] = x[i] * alpha + beta; });
 }
 
 BNLAB_MULTIVERSION
 void row_affine_relu(float* y, const float* x, int64_t n, float alpha, float beta) {
-  elementwise(y, n, [&](int64_t i) {
+  for_each_from_line(y, n, [&](int64_t i) {
     const float v = x[i] * alpha + beta;
     y[i] = v < 0.0f ? 0.0f : v;
   });
@@ -104,7 +104,7 @@ void row_sum_dot(const float* dy, const float* x, int64_t n, float mean, double*
 BNLAB_MULTIVERSION
 void row_bn_input_grad(float* dx, const float* dy, const float* x, int64_t n, float mean, float k,
                        float grad_mean, float scale) {
-  elementwise(dx, n, [&](int64_t i) { dx[i] = (dy[i] - grad_mean - (x[i] - mean) * k) * scale; });
+  for_each_from_line(dx, n, [&](int64_t i) { dx[i] = (dy[i] - grad_mean - (x[i] - mean) * k) * scale; });
 }
 
 BNLAB_MULTIVERSION
@@ -124,7 +124,7 @@ void row_sum_dot_masked(const float* dy, const float* y, const float* x, int64_t
 BNLAB_MULTIVERSION
 void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const float* x, int64_t n,
                               float mean, float k, float grad_mean, float scale) {
-  elementwise(dx, n, [&](int64_t i) {
+  for_each_from_line(dx, n, [&](int64_t i) {
     const float upstream = dy[i];
     const float g = y[i] > 0.0f ? upstream : 0.0f;
     dx[i] = (g - grad_mean - (x[i] - mean) * k) * scale;

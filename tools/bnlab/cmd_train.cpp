@@ -1,12 +1,12 @@
 // bnlab train: the PyTorch MNIST example's flags and recipe (Adadelta lr 1.0, StepLR gamma 0.7).
-#include <algorithm>
-#include <atomic>
-#include <cstdlib>
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 
@@ -59,21 +59,22 @@ std::atomic<int> g_stop_signals{0};  // received so far
 std::atomic<int> g_first_signal{0};
 std::atomic<bool> g_stop_requested{false};
 
-// The first signal asks to stop; true for a later one, which the caller turns into the default
-// action.
-bool note_stop_signal(int signal) {
-  if (g_stop_signals.fetch_add(1) > 0) return true;
-  g_first_signal.store(signal);
-  g_stop_requested.store(true);
-  return false;
+// The first signal asks to stop; a later one ends the process with the signal's default action.
+void on_stop_signal_received(int signal) {
+  if (g_stop_signals.fetch_add(1) == 0) {
+    g_first_signal.store(signal);
+    g_stop_requested.store(true);
+    return;
+  }
+  std::signal(signal, SIG_DFL);
+  sigset_t one;  // blocked in the waiting thread, and in a handler while it runs
+  sigemptyset(&one);
+  sigaddset(&one, signal);
+  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+  std::raise(signal);
 }
 
-extern "C" void on_stop_signal(int signal) {
-  if (note_stop_signal(signal)) {
-    std::signal(signal, SIG_DFL);
-    std::raise(signal);  // delivered when this handler returns: the process ends
-  }
-}
+extern "C" void on_stop_signal(int signal) { on_stop_signal_received(signal); }
 
 class StopOnSignal {
  public:
@@ -107,13 +108,7 @@ class StopOnSignal {
       int received = 0;
       if (sigwait(&signals_, &received) != 0) continue;
       if (done_.load()) return;
-      if (!note_stop_signal(received)) continue;
-      std::signal(received, SIG_DFL);
-      sigset_t one;
-      sigemptyset(&one);
-      sigaddset(&one, received);
-      pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-      std::raise(received);
+      on_stop_signal_received(received);
     }
   }
 
