@@ -13,6 +13,7 @@ namespace bnlab::kernels {
 using bn_detail::channel_affine;
 using bn_detail::input_grad_row;
 using bn_detail::invstd_of;
+using bn_detail::moments_from_shifted_sums;
 
 template <typename T>
 void bn_channel_sums(double* sum, const T* x, int64_t N, int64_t C, int64_t S) {
@@ -36,16 +37,13 @@ void bn_channel_squared_deviations(double* squares, const T* x, const T* mean, i
 }
 
 namespace {
-// One channel's statistics, PyTorch's two passes: the second reads the channel again while it
-// is still in L2.
+// One channel's statistics in one pass over its values (moments_from_shifted_sums).
 template <typename T>
 void channel_stats(T* mean, T* var_sum, const T* x, int64_t c, int64_t N, int64_t C, int64_t S) {
+  const T shift = x[c * S];
   double sum = 0, squares = 0;
-  for (int64_t n = 0; n < N; ++n) row_sum(x + (n * C + c) * S, S, &sum);
-  const T m = static_cast<T>(sum / static_cast<double>(N * S));
-  for (int64_t n = 0; n < N; ++n) row_squared_deviations(x + (n * C + c) * S, S, m, &squares);
-  *mean = m;
-  *var_sum = static_cast<T>(squares);
+  for (int64_t n = 0; n < N; ++n) row_shifted_sums(x + (n * C + c) * S, S, shift, &sum, &squares);
+  moments_from_shifted_sums(mean, var_sum, sum, squares, shift, N * S);
 }
 
 }  // namespace

@@ -6,12 +6,17 @@
 //   backward: bn_backward_reduce -> (sum across processes) -> bn_backward_input, bn_backward_params
 //
 // Numerics follow PyTorch's CPU kernel (aten/src/ATen/native/cpu/batch_norm_kernel.cpp, 1.13):
-// the mean is summed in double and rounded to float, then the squared deviations from that
-// float mean are summed in double (two passes, never E[x^2] - E[x]^2); y = x * alpha + beta with
+// the mean is summed in double and rounded to float, var_sum is the sum of the squared deviations
+// from that float mean, in double (never E[x^2] - E[x]^2); y = x * alpha + beta with
 // alpha = weight * invstd, beta = bias - mean * alpha, each one rounding (a fused multiply-add
 // where the CPU has FMA, as PyTorch's vectorized kernel compiles). With a large mean (1e4) and a
 // tiny variance, x * alpha is ~1e6 and rounds to 0.06: any other formula, or an invstd one ulp
-// off, would move y by that much, so bnlab computes the same operations in the same precision.
+// off, would move y by that much, so bnlab computes the same quantities in the same precision.
+// PyTorch reads the tensor twice for them (the sum, then the squared deviations); one process
+// reads it once (bn_stats, bn_forward_train: sums of x - shift and of its square in double, then
+// the identity in batchnorm_channel.h), which gives PyTorch's mean and var_sum to the last bit or
+// one ulp, and exactly in the large-mean case. A synchronized BN keeps the two passes
+// (bn_channel_sums, bn_channel_squared_deviations): the mean must be global before the squares.
 #pragma once
 
 #include <cstdint>
@@ -19,11 +24,12 @@
 namespace bnlab::kernels {
 
 // mean[c] = sum(x[:, c, :]) / (N*S); var_sum[c] = sum((x - mean[c])^2). Both (C).
-// The two passes below, for one process.
+// One pass over x, for one process (above).
 template <typename T>
 void bn_stats(T* mean, T* var_sum, const T* x, int64_t N, int64_t C, int64_t S);
 
-// Pass 1: sum[c] = sum(x[:, c, :]) in double. A synchronized BN sums these across processes.
+// A synchronized BN's statistics, PyTorch's two passes, each summed across processes.
+// Pass 1: sum[c] = sum(x[:, c, :]) in double.
 template <typename T>
 void bn_channel_sums(double* sum, const T* x, int64_t N, int64_t C, int64_t S);
 
@@ -85,7 +91,8 @@ void bn_backward_input_eval(T* dx, const T* dy, const T* invstd, const T* weight
                             const T* relu_out, int64_t N, int64_t C, int64_t S);
 
 // The split kernels above, fused channel by channel for one process (a synchronized BN must cut
-// them where the processes meet); the same operations, so the same bits:
+// them where the processes meet, and takes its statistics in two passes); the same operations,
+// so the same bits:
 //   bn_forward_train = bn_stats, bn_invstd_from_var_sum (count N*S), bn_normalize[_relu];
 //   bn_backward_train = bn_backward_reduce, bn_backward_input_train.
 // Outputs mean, var_sum, invstd (C) and sum_dy, sum_dy_xmu (C) are those of the split kernels.

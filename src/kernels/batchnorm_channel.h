@@ -2,12 +2,32 @@
 // (batchnorm_fused.cpp): one definition of each formula, so both give the same bits.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
 #include "kernels/rows.h"
 
 namespace bnlab::kernels::bn_detail {
+
+// A channel's mean and var_sum from one pass of shifted sums, sum = sum(d) and squares =
+// sum(d^2) with d = x - shift (row_shifted_sums). The mean is PyTorch's: the sum of x in double,
+// rounded to T. var_sum is the sum of squared deviations from that rounded mean, as PyTorch's
+// second pass takes it, by the identity sum((d - delta)^2) = squares - delta * (2 sum - count
+// delta), delta = mean - shift, in double. The shift is one of the channel's values, so its own
+// squared deviation bounds delta^2 by var_sum: squares <= (count + 1) var_sum, and the
+// subtraction loses at most log2(count + 1) of double's 53 bits (not E[x^2] - E[x]^2's all).
+// PyTorch rounds each square to float before adding it, which moves its var_sum by about
+// 2^-24 / sqrt(count) of itself: the two round to the same float or to neighbours. Where the
+// squares are exact in float (a large mean: x - mean is a short multiple of x's ulp) both are
+// exact, the same bits.
+template <typename T>
+inline void moments_from_shifted_sums(T* mean, T* var_sum, double sum, double squares, T shift, int64_t count) {
+  const double n = static_cast<double>(count), k = static_cast<double>(shift);
+  *mean = static_cast<T>((n * k + sum) / n);
+  const double delta = static_cast<double>(*mean) - k;
+  *var_sum = static_cast<T>(std::max(0.0, squares - delta * (2.0 * sum - n * delta)));
+}
 
 // 1 / sqrt(var_sum / count + eps), the biased variance in T, the root in double, as PyTorch.
 template <typename T>

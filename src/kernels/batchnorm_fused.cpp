@@ -17,6 +17,7 @@ namespace {
 using bn_detail::channel_affine;
 using bn_detail::input_grad_row;
 using bn_detail::invstd_of;
+using bn_detail::moments_from_shifted_sums;
 
 constexpr int64_t kBlockBytes = 256 << 10;  // of a core's 2 MB L2 here
 constexpr int64_t kMaxBlock = 64;         // channels per block, at most (stack arrays)
@@ -38,18 +39,11 @@ void forward_train_vectors(T* y, T* mean, T* var_sum, T* invstd, const T* x, con
     const int64_t len = std::min(kChannelChunk, C - c0);
     double sums[kChannelChunk] = {}, squares[kChannelChunk] = {};
     T alpha[kChannelChunk], beta[kChannelChunk];
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t j = 0; j < len; ++j) sums[j] += static_cast<double>(x[n * C + c0 + j]);
-    for (int64_t j = 0; j < len; ++j) mean[c0 + j] = static_cast<T>(sums[j] / static_cast<double>(N));
-    for (int64_t n = 0; n < N; ++n) {
-      for (int64_t j = 0; j < len; ++j) {
-        const T d = x[n * C + c0 + j] - mean[c0 + j];
-        squares[j] += static_cast<double>(d * d);
-      }
-    }
+    const T* shift = x + c0;  // sample 0's values, as bn_stats shifts each channel
+    for (int64_t n = 0; n < N; ++n) row_shifted_sums_channels(x + n * C + c0, len, shift, sums, squares);
     for (int64_t j = 0; j < len; ++j) {
       const int64_t c = c0 + j;
-      var_sum[c] = static_cast<T>(squares[j]);
+      moments_from_shifted_sums(&mean[c], &var_sum[c], sums[j], squares[j], shift[j], N);
       invstd[c] = invstd_of(var_sum[c], N, eps);
       channel_affine(&alpha[j], &beta[j], mean[c], invstd[c], weight, bias, c);
     }
@@ -88,10 +82,10 @@ void backward_train_vectors(T* dx, double* sum_dy, double* sum_dy_xmu, const T* 
 }
 }  // namespace
 
-// Forward as a pipeline over this thread's blocks, three stages deep. Pass i over the samples
-// normalizes block i-2 (reads L2, writes memory), sums the squared deviations of block i-1
-// (L2) and sums block i (reads memory): the memory bus carries reads and writes at once, as a
-// copy's does, instead of the passes taking turns. Each block's state lives in slot block % 3.
+// Forward as a pipeline over this thread's blocks, two stages deep. Pass i over the samples
+// normalizes block i-1 (reads L2, writes memory) and takes the statistics of block i in one pass
+// (reads memory): the memory bus carries reads and writes at once, as a copy's does, instead of
+// the passes taking turns. Each block's state lives in slot block % 2.
 template <typename T>
 void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T* weight, const T* bias,
                       double eps, bool relu, int64_t N, int64_t C, int64_t S) {
@@ -101,46 +95,44 @@ void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T*
   }
   const int64_t B = channels_per_block(N, S, 2, sizeof(T));
   const int64_t blocks = (C + B - 1) / B;
-  const double count = static_cast<double>(N * S);
 #pragma omp parallel
   {
     // A fixed share of blocks per thread (what schedule(static) would give), in order.
     const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t first = blocks * t / threads, last = blocks * (t + 1) / threads;
-    double sums[3][kMaxBlock], squares[3][kMaxBlock];
-    T alpha[3][kMaxBlock], beta[3][kMaxBlock];
+    double sums[2][kMaxBlock], squares[2][kMaxBlock];
+    T alpha[2][kMaxBlock], beta[2][kMaxBlock];
     auto begin_of = [&](int64_t k) { return k * B; };
     auto end_of = [&](int64_t k) { return std::min(C, (k + 1) * B); };
-    for (int64_t i = first; i < last + 2; ++i) {
-      const int64_t a = i, b = i - 1, c = i - 2;  // blocks summed, squared, normalized
-      const bool sum = a < last, square = b >= first && b < last, normalize = c >= first;
-      if (sum) std::fill(sums[a % 3], sums[a % 3] + kMaxBlock, 0.0);
-      if (square) std::fill(squares[b % 3], squares[b % 3] + kMaxBlock, 0.0);
+    auto shift_of = [&](int64_t ch) { return x[ch * S]; };  // sample 0's first value, as bn_stats
+    for (int64_t i = first; i < last + 1; ++i) {
+      const int64_t a = i, b = i - 1;  // blocks summed, normalized
+      const bool sum = a < last, normalize = b >= first;
+      if (sum) {
+        std::fill(sums[a % 2], sums[a % 2] + kMaxBlock, 0.0);
+        std::fill(squares[a % 2], squares[a % 2] + kMaxBlock, 0.0);
+      }
       for (int64_t n = 0; n < N; ++n) {
         if (normalize) {
-          for (int64_t ch = begin_of(c); ch < end_of(c); ++ch) {
-            const int64_t row = (n * C + ch) * S, j = ch - begin_of(c);
-            if (relu) row_affine_relu(y + row, x + row, S, alpha[c % 3][j], beta[c % 3][j]);
-            else row_affine(y + row, x + row, S, alpha[c % 3][j], beta[c % 3][j]);
+          for (int64_t ch = begin_of(b); ch < end_of(b); ++ch) {
+            const int64_t row = (n * C + ch) * S, j = ch - begin_of(b);
+            if (relu) row_affine_relu(y + row, x + row, S, alpha[b % 2][j], beta[b % 2][j]);
+            else row_affine(y + row, x + row, S, alpha[b % 2][j], beta[b % 2][j]);
           }
         }
-        if (square) {
-          for (int64_t ch = begin_of(b); ch < end_of(b); ++ch)
-            row_squared_deviations(x + (n * C + ch) * S, S, mean[ch], &squares[b % 3][ch - begin_of(b)]);
-        }
         if (sum) {
-          for (int64_t ch = begin_of(a); ch < end_of(a); ++ch) row_sum(x + (n * C + ch) * S, S, &sums[a % 3][ch - begin_of(a)]);
+          for (int64_t ch = begin_of(a); ch < end_of(a); ++ch) {
+            const int64_t j = ch - begin_of(a);
+            row_shifted_sums(x + (n * C + ch) * S, S, shift_of(ch), &sums[a % 2][j], &squares[a % 2][j]);
+          }
         }
       }
       if (sum) {
-        for (int64_t ch = begin_of(a); ch < end_of(a); ++ch) mean[ch] = static_cast<T>(sums[a % 3][ch - begin_of(a)] / count);
-      }
-      if (square) {
-        for (int64_t ch = begin_of(b); ch < end_of(b); ++ch) {
-          const int64_t j = ch - begin_of(b);
-          var_sum[ch] = static_cast<T>(squares[b % 3][j]);
+        for (int64_t ch = begin_of(a); ch < end_of(a); ++ch) {
+          const int64_t j = ch - begin_of(a);
+          moments_from_shifted_sums(&mean[ch], &var_sum[ch], sums[a % 2][j], squares[a % 2][j], shift_of(ch), N * S);
           invstd[ch] = invstd_of(var_sum[ch], N * S, eps);
-          channel_affine(&alpha[b % 3][j], &beta[b % 3][j], mean[ch], invstd[ch], weight, bias, ch);
+          channel_affine(&alpha[a % 2][j], &beta[a % 2][j], mean[ch], invstd[ch], weight, bias, ch);
         }
       }
     }

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <string>
 
 #include "gradcheck.h"
 
@@ -130,6 +132,51 @@ TEST(BnStats, LargeMeanTinyVarianceKeepsPrecision) {
       for (int64_t s = 0; s < S; ++s) v += (x[(n * C + c) * S + s] - m) * (x[(n * C + c) * S + s] - m);
     EXPECT_NEAR(mean[c], m, 1e-3);
     EXPECT_NEAR(var_sum[c] / v, 1.0, 1e-2) << "channel " << c;
+  }
+}
+
+// One process takes the statistics in one pass (shifted sums); PyTorch, and a synchronized BN,
+// in two (the sum, then the squared deviations from the float mean). The mean must be the same
+// float, var_sum the same or its neighbour (PyTorch rounds each square to float first), and in
+// the large-mean case, where every square is exact, the same bits. Also where the shift (a
+// channel's first value) is its farthest outlier, and at the seed network's sizes.
+TEST(BnStats, OnePassGivesTheTwoPassStatistics) {
+  struct Data {
+    const char* name;
+    int64_t N, C, S;
+    double offset, scale;
+    bool exact;
+  };
+  for (const Data& d : {Data{"standard", 16, 8, 49, 0.0, 1.0, false}, Data{"shifted", 16, 8, 49, 2.0, 0.5, false},
+                        Data{"large mean", 64, 4, 81, 1e4, 1e-2, true}, Data{"outlier first", 8, 4, 25, 3.0, 1e-3, false},
+                        Data{"conv2 size", 64, 2, 576, -0.3, 2.0, false}, Data{"(N, C)", 64, 128, 1, 0.5, 1.0, false}}) {
+    auto x = testing::to_float(random_vector(d.N * d.C * d.S, 21, d.scale, d.offset));
+    if (std::string(d.name) == "outlier first") {
+      for (int64_t c = 0; c < d.C; ++c) x[c * d.S] = static_cast<float>(d.offset + 1e3 * d.scale * (c + 1));
+    }
+    const int64_t count = d.N * d.S;
+    std::vector<float> mean(d.C), var_sum(d.C), y(x.size()), fmean(d.C), fvar_sum(d.C), invstd(d.C);
+    bn_stats(mean.data(), var_sum.data(), x.data(), d.N, d.C, d.S);
+    bn_forward_train<float>(y.data(), fmean.data(), fvar_sum.data(), invstd.data(), x.data(), nullptr, nullptr, 1e-5,
+                            false, d.N, d.C, d.S);
+    std::vector<double> sums(d.C), squares(d.C);
+    bn_channel_sums(sums.data(), x.data(), d.N, d.C, d.S);
+    std::vector<float> two_pass_mean(d.C);
+    for (int64_t c = 0; c < d.C; ++c) two_pass_mean[c] = static_cast<float>(sums[c] / static_cast<double>(count));
+    bn_channel_squared_deviations(squares.data(), x.data(), two_pass_mean.data(), d.N, d.C, d.S);
+    for (int64_t c = 0; c < d.C; ++c) {
+      const float two_pass_var_sum = static_cast<float>(squares[c]);
+      EXPECT_EQ(mean[c], two_pass_mean[c]) << d.name << ", channel " << c;
+      EXPECT_EQ(fmean[c], mean[c]) << d.name << ", channel " << c;
+      EXPECT_EQ(fvar_sum[c], var_sum[c]) << d.name << ", channel " << c;
+      if (d.exact) {
+        EXPECT_EQ(var_sum[c], two_pass_var_sum) << d.name << ", channel " << c;
+      } else {
+        EXPECT_LE(std::fabs(var_sum[c] - two_pass_var_sum),
+                  std::nextafter(two_pass_var_sum, INFINITY) - two_pass_var_sum)
+            << d.name << ", channel " << c;
+      }
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 #include "kernels/rows.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/multiversion.h"
@@ -31,10 +32,10 @@ BNLAB_INLINE Acc lane_sum(int64_t n, Term term) {
   return combine(part);
 }
 
-// Two sums at once: sum of a(i) and of b(i), float lanes (PyTorch also reduces a row in float).
-template <typename A, typename B>
-BNLAB_INLINE void lane_sum2(int64_t n, A a, B b, float* sa, float* sb) {
-  float pa[kLanes] = {}, pb[kLanes] = {};
+// Two sums at once: sum of a(i) and of b(i), in Acc lanes.
+template <typename Acc, typename A, typename B>
+BNLAB_INLINE void lane_sum2(int64_t n, A a, B b, Acc* sa, Acc* sb) {
+  Acc pa[kLanes] = {}, pb[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
@@ -81,6 +82,27 @@ void row_squared_deviations(const float* x, int64_t n, float mean, double* squar
 }
 
 BNLAB_MULTIVERSION
+void row_shifted_sums(const float* x, int64_t n, float shift, double* sum, double* squares) {
+  // d = x - shift is exact in double. Its square is rounded once, in the fused multiply-add that
+  // adds it to its lane, on every instruction set: written as std::fma, not left to contraction,
+  // which would fuse it in the AVX2/AVX-512 clones and not in the baseline one (which calls libm's
+  // fma: slow there, the same bits).
+  const double k = shift;
+  double part_sum[kLanes] = {}, part_squares[kLanes] = {};
+  auto add = [&](int j, int64_t i) {
+    const double d = static_cast<double>(x[i]) - k;
+    part_sum[j] += d;
+    part_squares[j] = std::fma(d, d, part_squares[j]);
+  };
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) add(j, i + j);
+  for (int j = 0; i + j < n; ++j) add(j, i + j);
+  *sum += combine(part_sum);
+  *squares += combine(part_squares);
+}
+
+BNLAB_MULTIVERSION
 void row_affine(float* y, const float* x, int64_t n, float alpha, float beta) {
   for_each_from_line(y, n, [&](int64_t i) { y[i] = x[i] * alpha + beta; });
 }
@@ -96,7 +118,7 @@ void row_affine_relu(float* y, const float* x, int64_t n, float alpha, float bet
 BNLAB_MULTIVERSION
 void row_sum_dot(const float* dy, const float* x, int64_t n, float mean, double* sum, double* dot) {
   float s, d;  // PyTorch also reduces a row in float, then adds it in double
-  lane_sum2(n, [&](int64_t i) { return dy[i]; }, [&](int64_t i) { return dy[i] * (x[i] - mean); }, &s, &d);
+  lane_sum2<float>(n, [&](int64_t i) { return dy[i]; }, [&](int64_t i) { return dy[i] * (x[i] - mean); }, &s, &d);
   *sum += s;
   *dot += d;
 }
@@ -116,7 +138,7 @@ void row_sum_dot_masked(const float* dy, const float* y, const float* x, int64_t
     return y[i] > 0.0f ? upstream : 0.0f;
   };
   float s, d;
-  lane_sum2(n, g, [&](int64_t i) { return g(i) * (x[i] - mean); }, &s, &d);
+  lane_sum2<float>(n, g, [&](int64_t i) { return g(i) * (x[i] - mean); }, &s, &d);
   *sum += s;
   *dot += d;
 }
@@ -129,6 +151,16 @@ void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const 
     const float g = y[i] > 0.0f ? upstream : 0.0f;
     dx[i] = (g - grad_mean - (x[i] - mean) * k) * scale;
   });
+}
+
+BNLAB_MULTIVERSION
+void row_shifted_sums_channels(const float* x, int64_t C, const float* shift, double* sum, double* squares) {
+  for (int64_t c = 0; c < C; ++c) {
+    const double d = static_cast<double>(x[c]) - static_cast<double>(shift[c]);
+    sum[c] += d;
+    // row_shifted_sums over a row of one: the square rounded into a zero lane, then added
+    squares[c] += std::fma(d, d, 0.0);
+  }
 }
 
 BNLAB_MULTIVERSION

@@ -9,6 +9,7 @@
 // a separate multiply and add would round to 0.06 instead of to y's own precision.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace bnlab::kernels {
@@ -18,6 +19,10 @@ void row_sum(const float* x, int64_t n, double* sum);
 // squares += sum(float((x - mean)^2)): each square rounded to float, as PyTorch does, summed in
 // double.
 void row_squared_deviations(const float* x, int64_t n, float mean, double* squares);
+// sum += sum(x - shift), squares += sum((x - shift)^2), in double from the float x (the
+// difference exact, the square one rounding): the one-pass statistics of batch norm, shifted by
+// a value of the channel so that the squares do not cancel (batchnorm_channel.h).
+void row_shifted_sums(const float* x, int64_t n, float shift, double* sum, double* squares);
 // y = x * alpha + beta
 void row_affine(float* y, const float* x, int64_t n, float alpha, float beta);
 // y = max(x * alpha + beta, 0)
@@ -35,10 +40,19 @@ void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const 
 
 // Across the C channels of one (N, C) sample (S = 1), per-channel parameters: the loops above
 // with vectors for alpha, beta, mean, k, grad_mean and scale (the same operations, the same bits).
+void row_shifted_sums_channels(const float* x, int64_t C, const float* shift, double* sum, double* squares);
 void row_affine_channels(float* y, const float* x, int64_t C, const float* alpha, const float* beta, bool relu);
 void row_bn_input_grad_channels(float* dx, const float* dy, const float* y, const float* x, int64_t C,
                                 const float* mean, const float* k, const float* grad_mean, const float* scale);
 
+template <typename T>
+void row_shifted_sums_channels(const T* x, int64_t C, const T* shift, double* sum, double* squares) {
+  for (int64_t c = 0; c < C; ++c) {
+    const double d = static_cast<double>(x[c]) - static_cast<double>(shift[c]);
+    sum[c] += d;
+    squares[c] += std::fma(d, d, 0.0);
+  }
+}
 template <typename T>
 void row_affine_channels(T* y, const T* x, int64_t C, const T* alpha, const T* beta, bool relu) {
   for (int64_t c = 0; c < C; ++c) {
@@ -62,6 +76,14 @@ void row_sum(const T* x, int64_t n, double* sum) {
 template <typename T>
 void row_squared_deviations(const T* x, int64_t n, T mean, double* squares) {
   for (int64_t i = 0; i < n; ++i) *squares += (x[i] - mean) * (x[i] - mean);
+}
+template <typename T>
+void row_shifted_sums(const T* x, int64_t n, T shift, double* sum, double* squares) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(x[i]) - static_cast<double>(shift);
+    *sum += d;
+    *squares = std::fma(d, d, *squares);
+  }
 }
 template <typename T>
 void row_affine(T* y, const T* x, int64_t n, T alpha, T beta) {
