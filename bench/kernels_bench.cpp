@@ -76,9 +76,13 @@ struct BnProblem {
                         kEps, relu == Relu::Fused, N, C, S);
   }
 
-  // The same with the split kernels, the path a synchronized BN runs (each a pass over the tensor).
+  // The same with the split kernels, the path a synchronized BN runs (without the exchanges):
+  // PyTorch's two statistics passes, then the normalization, each a pass over the tensor.
   void forward_train_split(Relu relu = Relu::Separate) {
-    k::bn_stats(mean.data(), var_sum.data(), x.data(), N, C, S);
+    k::bn_channel_sums(sum_dy.data(), x.data(), N, C, S);
+    for (int64_t c = 0; c < C; ++c) mean[c] = static_cast<float>(sum_dy[c] / static_cast<double>(count()));
+    k::bn_channel_squared_deviations(sum_dy.data(), x.data(), mean.data(), N, C, S);
+    for (int64_t c = 0; c < C; ++c) var_sum[c] = static_cast<float>(sum_dy[c]);
     k::bn_invstd_from_var_sum(invstd.data(), var_sum.data(), count(), kEps, C);
     if (relu == Relu::Fused) {
       k::bn_normalize_relu(y.data(), x.data(), mean.data(), invstd.data(), weight.data(), bias.data(), N, C, S);
@@ -121,8 +125,19 @@ void BM_BnForwardTrain(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * 2 * p.bytes());  // x in, y out
 }
 
-// The forward's two statistics passes alone (split kernels, whole tensor each), to see what they
-// add to the normalization (BM_BnForwardEval): bytes/s count the one tensor read.
+// The statistics alone, to see what they add to the normalization (BM_BnForwardEval): one
+// process's one pass (bn_stats), and a synchronized BN's two (the sums, the squared deviations
+// from the mean), each over the whole tensor. Bytes/s count the one tensor read.
+void BM_BnOnePassStats(benchmark::State& state) {
+  BnProblem p(state);
+  for (auto _ : state) {
+    k::bn_stats(p.mean.data(), p.var_sum.data(), p.x.data(), p.N, p.C, p.S);
+    benchmark::DoNotOptimize(p.var_sum.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * p.bytes());
+}
+
 void BM_BnChannelSums(benchmark::State& state) {
   BnProblem p(state);
   for (auto _ : state) {
@@ -304,6 +319,7 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_BnForwardTrain<Relu::Separate, Path::Fused>)->Name("BM_BnForwardTrain")->Apply(bn_shapes);
 BENCHMARK(BM_BnForwardTrain<Relu::Fused, Path::Fused>)->Name("BM_BnReluForwardTrain")->Apply(bn_shapes);
 BENCHMARK(BM_BnForwardTrain<Relu::Separate, Path::Split>)->Name("BM_BnForwardTrainSplit")->Apply(bn_shapes);
+BENCHMARK(BM_BnOnePassStats)->Apply(bn_shapes);
 BENCHMARK(BM_BnChannelSums)->Apply(bn_shapes);
 BENCHMARK(BM_BnSquaredDeviations)->Apply(bn_shapes);
 BENCHMARK(BM_BnForwardEval)->Apply(bn_shapes);
