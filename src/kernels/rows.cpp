@@ -1,55 +1,16 @@
 #include "kernels/rows.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 
+#include "kernels/lanes.h"
 #include "kernels/multiversion.h"
 
 namespace bnlab::kernels {
 namespace {
-// Reductions keep kLanes partial sums: element i goes to lane i % kLanes, and the lanes are added
-// pairwise at the end, so the order is fixed by the code, not by the vector width (the same bits
-// on every instruction set), and consecutive vectors add into different registers instead of
-// waiting on one (a single accumulator made the BN statistics latency-bound: 4 cycles per add).
-constexpr int kLanes = 32;
+using lanes::lane_sum;
+using lanes::lane_sum2;
 
-template <typename Acc>
-BNLAB_INLINE Acc combine(Acc* part) {
-  for (int width = kLanes / 2; width > 0; width /= 2)
-    for (int j = 0; j < width; ++j) part[j] += part[j + width];
-  return part[0];
-}
-
-// sum over i < n of term(i), in Acc, through the lanes
-template <typename Acc, typename Term>
-BNLAB_INLINE Acc lane_sum(int64_t n, Term term) {
-  Acc part[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) part[j] += term(i + j);
-  for (int j = 0; i + j < n; ++j) part[j] += term(i + j);
-  return combine(part);
-}
-
-// Two sums at once: sum of a(i) and of b(i), in Acc lanes.
-template <typename Acc, typename A, typename B>
-BNLAB_INLINE void lane_sum2(int64_t n, A a, B b, Acc* sa, Acc* sb) {
-  Acc pa[kLanes] = {}, pb[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      pa[j] += a(i + j);
-      pb[j] += b(i + j);
-    }
-  }
-  for (int j = 0; i + j < n; ++j) {
-    pa[j] += a(i + j);
-    pb[j] += b(i + j);
-  }
-  *sa = combine(pa);
-  *sb = combine(pb);
-}
 // Elementwise row loops run `head_to_line(y, n)` elements one by one first, so that the vector
 // loop's stores start on a cache line: rows of 26x26 floats start 16 bytes into a line, and every
 // 64-byte store split across two (the BN forward took 20% longer than with aligned rows). The
@@ -79,27 +40,6 @@ void row_squared_deviations(const float* x, int64_t n, float mean, double* squar
     const float d = x[i] - mean;
     return static_cast<double>(d * d);  // the square in float, then widened
   });
-}
-
-BNLAB_MULTIVERSION
-void row_shifted_sums(const float* x, int64_t n, float shift, double* sum, double* squares) {
-  // d = x - shift is exact in double. Its square is rounded once, in the fused multiply-add that
-  // adds it to its lane, on every instruction set: written as std::fma, not left to contraction,
-  // which would fuse it in the AVX2/AVX-512 clones and not in the baseline one (which calls libm's
-  // fma: slow there, the same bits).
-  const double k = shift;
-  double part_sum[kLanes] = {}, part_squares[kLanes] = {};
-  auto add = [&](int j, int64_t i) {
-    const double d = static_cast<double>(x[i]) - k;
-    part_sum[j] += d;
-    part_squares[j] = std::fma(d, d, part_squares[j]);
-  };
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) add(j, i + j);
-  for (int j = 0; i + j < n; ++j) add(j, i + j);
-  *sum += combine(part_sum);
-  *squares += combine(part_squares);
 }
 
 BNLAB_MULTIVERSION
@@ -151,16 +91,6 @@ void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const 
     const float g = y[i] > 0.0f ? upstream : 0.0f;
     dx[i] = (g - grad_mean - (x[i] - mean) * k) * scale;
   });
-}
-
-BNLAB_MULTIVERSION
-void row_shifted_sums_channels(const float* x, int64_t C, const float* shift, double* sum, double* squares) {
-  for (int64_t c = 0; c < C; ++c) {
-    const double d = static_cast<double>(x[c]) - static_cast<double>(shift[c]);
-    sum[c] += d;
-    // row_shifted_sums over a row of one: the square rounded into a zero lane, then added
-    squares[c] += std::fma(d, d, 0.0);
-  }
 }
 
 BNLAB_MULTIVERSION

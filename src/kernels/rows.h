@@ -2,14 +2,13 @@
 // versions are compiled for AVX-512, AVX2 and baseline x86-64 and picked at run time by the
 // loader (GCC function multi-versioning, target_clones), so one binary runs fast here and
 // correctly on a CPU without AVX-512. The templates serve double (the finite-difference tests).
-// Reductions keep 32 partial sums in a fixed order (rows.cpp), so that they vectorize and give the
+// Reductions keep 32 partial sums in a fixed order (lanes.h), so that they vectorize and give the
 // same bits on every instruction set; the templates below sum in order. rows.cpp is compiled with
 // floating-point contraction: PyTorch's vectorized x * alpha + beta is one fused multiply-add on
 // CPUs that have it (AVX2 and up), and where x * alpha is large (a large mean, a tiny variance)
 // a separate multiply and add would round to 0.06 instead of to y's own precision.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 
 namespace bnlab::kernels {
@@ -21,7 +20,8 @@ void row_sum(const float* x, int64_t n, double* sum);
 void row_squared_deviations(const float* x, int64_t n, float mean, double* squares);
 // sum += sum(x - shift), squares += sum((x - shift)^2), in double from the float x (the
 // difference exact, the square one rounding): the one-pass statistics of batch norm, shifted by
-// a value of the channel so that the squares do not cancel (batchnorm_channel.h).
+// a value of the channel so that the squares do not cancel (batchnorm_channel.h). In
+// row_moments.cpp, compiled without contraction.
 void row_shifted_sums(const float* x, int64_t n, float shift, double* sum, double* squares);
 // y = x * alpha + beta
 void row_affine(float* y, const float* x, int64_t n, float alpha, float beta);
@@ -50,7 +50,7 @@ void row_shifted_sums_channels(const T* x, int64_t C, const T* shift, double* su
   for (int64_t c = 0; c < C; ++c) {
     const double d = static_cast<double>(x[c]) - static_cast<double>(shift[c]);
     sum[c] += d;
-    squares[c] += std::fma(d, d, 0.0);
+    squares[c] += d * d;
   }
 }
 template <typename T>
@@ -82,7 +82,7 @@ void row_shifted_sums(const T* x, int64_t n, T shift, double* sum, double* squar
   for (int64_t i = 0; i < n; ++i) {
     const double d = static_cast<double>(x[i]) - static_cast<double>(shift);
     *sum += d;
-    *squares = std::fma(d, d, *squares);
+    *squares += d * d;
   }
 }
 template <typename T>
