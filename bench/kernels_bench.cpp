@@ -19,6 +19,7 @@
 #include "kernels/batchnorm.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
+#include "kernels/winograd.h"
 
 namespace {
 
@@ -244,6 +245,26 @@ struct ConvProblem {
                                static_cast<double>(g.out_height() * g.out_width()); }
 };
 
+// The Winograd input transform of one sample of conv2 (32 planes of 26x26, 12x12 tiles) on the
+// calling thread: as the convolution runs it (AVX-512 where the CPU has it), and the portable
+// loop. Bytes/s count the input read and V written.
+enum class InputPath { AsRun, Portable };
+template <InputPath P>
+void BM_WinogradInput(benchmark::State& state) {
+  const int64_t C = state.range(0);
+  const k::WinogradTiles t{state.range(1), state.range(1)};
+  const Buffer x = filled(C * t.in_height() * t.in_width(), 5);
+  Buffer V(static_cast<size_t>(k::kWinogradPositions * k::winograd_plane_stride(C * t.count())), 0.0f);
+  for (auto _ : state) {
+    if constexpr (P == InputPath::AsRun) k::winograd_input(V.data(), x.data(), C, t);
+    else k::winograd_input_portable(V.data(), x.data(), C, t);
+    benchmark::DoNotOptimize(V.data());
+    benchmark::ClobberMemory();
+  }
+  const int64_t floats = C * (t.in_height() * t.in_width() + k::kWinogradPositions * t.count());
+  state.SetBytesProcessed(state.iterations() * floats * static_cast<int64_t>(sizeof(float)));
+}
+
 void BM_Conv2dForward(benchmark::State& state) {
   ConvProblem p(state);
   for (auto _ : state) {
@@ -328,6 +349,8 @@ BENCHMARK(BM_BnBackwardTrain<Relu::Fused, Path::Fused>)->Name("BM_BnReluBackward
 BENCHMARK(BM_BnBackwardTrain<Relu::Separate, Path::Split>)->Name("BM_BnBackwardTrainSplit")->Apply(bn_shapes);
 BENCHMARK(BM_Memcpy)->Apply(bn_shapes);
 BENCHMARK(BM_MemcpyThreads)->Apply(bn_shapes);
+BENCHMARK(BM_WinogradInput<InputPath::AsRun>)->Name("BM_WinogradInput")->ArgNames({"C", "tiles"})->Args({32, 12});
+BENCHMARK(BM_WinogradInput<InputPath::Portable>)->Name("BM_WinogradInputPortable")->ArgNames({"C", "tiles"})->Args({32, 12});
 BENCHMARK(BM_Conv2dForward)->Apply(conv_shapes);
 BENCHMARK(BM_Conv2dBackward)->Apply(conv_shapes);
 BENCHMARK(BM_Gemm<false>)->Name("BM_Gemm")->Apply(gemm_shapes);

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "gradcheck.h"
+#include "kernels/winograd.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -80,6 +81,35 @@ TEST(ConvKernel, WeightGradientAccumulates) {
   conv2d_backward<double>(nullptr, fresh.data(), nullptr, dy.data(), x.data(), w.data(), col.data(), scratch.data(), g, 1, 1);
   conv2d_backward<double>(nullptr, dw.data(), nullptr, dy.data(), x.data(), w.data(), col.data(), scratch.data(), g, 1, 1);
   for (int i = 0; i < 9; ++i) EXPECT_NEAR(dw[i], 1.0 + fresh[i], 1e-12);
+}
+
+// The float input transform on AVX-512 (the seed network's conv2 runs it) against the portable
+// loop: the same additions, so the same bits, at tile rows of 1 to the widest it takes, and only
+// the tiles' own lanes written (the rest of V keeps its sentinel). On a CPU without AVX-512 both
+// are the portable loop.
+TEST(WinogradInput, Avx512GivesThePortableBits) {
+#if defined(__x86_64__)
+  const bool cpu_has_avx512 = __builtin_cpu_supports("avx512f");
+#else
+  const bool cpu_has_avx512 = false;
+#endif
+  for (const WinogradTiles t : {WinogradTiles{1, 1}, WinogradTiles{3, 5}, WinogradTiles{12, 12},
+                                WinogradTiles{2, 7}, WinogradTiles{4, 15}, WinogradTiles{2, 16}}) {
+    for (const int64_t C : {1, 3}) {
+      const auto x = testing::to_float(random_vector(C * t.in_height() * t.in_width(), 31, 2.0, 0.5));
+      const int64_t size = kWinogradPositions * winograd_plane_stride(C * t.count());
+      std::vector<float> fast(size, -7.0f), portable(size, -7.0f);
+      winograd_input(fast.data(), x.data(), C, t);
+      winograd_input_portable(portable.data(), x.data(), C, t);
+      ASSERT_EQ(fast, portable) << t.tiles_h << "x" << t.tiles_w << " tiles, " << C << " channels";
+      std::vector<float> direct(size, -7.0f);
+      const bool took = winograd_input_avx512(direct.data(), x.data(), C, t);
+      EXPECT_EQ(took, cpu_has_avx512 && t.tiles_w <= kAvx512MaxTilesW) << t.tiles_w;
+      if (took) {
+        EXPECT_EQ(direct, portable);
+      }
+    }
+  }
 }
 
 const char* algorithm_name(ConvAlgorithm a) {

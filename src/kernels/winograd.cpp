@@ -293,9 +293,13 @@ void winograd_filter_grad(T* dw, const T* dU, int64_t Co, int64_t Ci) {
 // float runs the multi-versioned clones, double (the tests) the plain templates.
 template <typename T>
 void winograd_input(T* V, const T* x, int64_t C, const WinogradTiles& t) {
-  if constexpr (std::is_same_v<T, float>) input_f32(V, x, C, t);
-  else input_impl(V, x, C, t);
+  if constexpr (std::is_same_v<T, float>) {
+    if (!winograd_input_avx512(V, x, C, t)) input_f32(V, x, C, t);
+  } else {
+    input_impl(V, x, C, t);
+  }
 }
+void winograd_input_portable(float* V, const float* x, int64_t C, const WinogradTiles& t) { input_f32(V, x, C, t); }
 template <typename T>
 void winograd_input_grad(T* dx, const T* dV, int64_t C, const WinogradTiles& t) {
   if constexpr (std::is_same_v<T, float>) input_grad_f32(dx, dV, C, t);
