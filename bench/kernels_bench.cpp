@@ -245,23 +245,34 @@ struct ConvProblem {
                                static_cast<double>(g.out_height() * g.out_width()); }
 };
 
-// The Winograd input transform of one sample of conv2 (32 planes of 26x26, 12x12 tiles) on the
-// calling thread: as the convolution runs it (AVX-512 where the CPU has it), and the portable
-// loop. Bytes/s count the input read and V written.
-enum class InputPath { AsRun, Portable };
-template <InputPath P>
-void BM_WinogradInput(benchmark::State& state) {
+// Two Winograd transforms of one sample of conv2 on the calling thread, as the convolution runs
+// them (AVX-512 where the CPU has it) and the portable loops: the input's (32 planes of 26x26
+// into V, 12x12 tiles) and the output gradient's (64 planes of 24x24 into dM). Bytes/s count the
+// planes read and the 16 transformed planes written.
+enum class Transform { Input, OutputGrad };
+enum class TransformPath { AsRun, Portable };
+template <Transform X, TransformPath P>
+void BM_WinogradTransform(benchmark::State& state) {
   const int64_t C = state.range(0);
   const k::WinogradTiles t{state.range(1), state.range(1)};
-  const Buffer x = filled(C * t.in_height() * t.in_width(), 5);
-  Buffer V(static_cast<size_t>(k::kWinogradPositions * k::winograd_plane_stride(C * t.count())), 0.0f);
+  const int64_t plane = X == Transform::Input ? t.in_height() * t.in_width() : t.out_height() * t.out_width();
+  const Buffer in = filled(C * plane, 5);
+  Buffer out(static_cast<size_t>(k::kWinogradPositions * k::winograd_plane_stride(C * t.count())), 0.0f);
   for (auto _ : state) {
-    if constexpr (P == InputPath::AsRun) k::winograd_input(V.data(), x.data(), C, t);
-    else k::winograd_input_portable(V.data(), x.data(), C, t);
-    benchmark::DoNotOptimize(V.data());
+    if constexpr (X == Transform::Input && P == TransformPath::AsRun) k::winograd_input(out.data(), in.data(), C, t);
+    if constexpr (X == Transform::Input && P == TransformPath::Portable) {
+      k::winograd_input_portable(out.data(), in.data(), C, t);
+    }
+    if constexpr (X == Transform::OutputGrad && P == TransformPath::AsRun) {
+      k::winograd_output_grad(out.data(), in.data(), C, t);
+    }
+    if constexpr (X == Transform::OutputGrad && P == TransformPath::Portable) {
+      k::winograd_output_grad_portable(out.data(), in.data(), C, t);
+    }
+    benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
-  const int64_t floats = C * (t.in_height() * t.in_width() + k::kWinogradPositions * t.count());
+  const int64_t floats = C * (plane + k::kWinogradPositions * t.count());
   state.SetBytesProcessed(state.iterations() * floats * static_cast<int64_t>(sizeof(float)));
 }
 
@@ -349,8 +360,14 @@ BENCHMARK(BM_BnBackwardTrain<Relu::Fused, Path::Fused>)->Name("BM_BnReluBackward
 BENCHMARK(BM_BnBackwardTrain<Relu::Separate, Path::Split>)->Name("BM_BnBackwardTrainSplit")->Apply(bn_shapes);
 BENCHMARK(BM_Memcpy)->Apply(bn_shapes);
 BENCHMARK(BM_MemcpyThreads)->Apply(bn_shapes);
-BENCHMARK(BM_WinogradInput<InputPath::AsRun>)->Name("BM_WinogradInput")->ArgNames({"C", "tiles"})->Args({32, 12});
-BENCHMARK(BM_WinogradInput<InputPath::Portable>)->Name("BM_WinogradInputPortable")->ArgNames({"C", "tiles"})->Args({32, 12});
+BENCHMARK(BM_WinogradTransform<Transform::Input, TransformPath::AsRun>)
+    ->Name("BM_WinogradInput")->ArgNames({"C", "tiles"})->Args({32, 12});
+BENCHMARK(BM_WinogradTransform<Transform::Input, TransformPath::Portable>)
+    ->Name("BM_WinogradInputPortable")->ArgNames({"C", "tiles"})->Args({32, 12});
+BENCHMARK(BM_WinogradTransform<Transform::OutputGrad, TransformPath::AsRun>)
+    ->Name("BM_WinogradOutputGrad")->ArgNames({"C", "tiles"})->Args({64, 12});
+BENCHMARK(BM_WinogradTransform<Transform::OutputGrad, TransformPath::Portable>)
+    ->Name("BM_WinogradOutputGradPortable")->ArgNames({"C", "tiles"})->Args({64, 12});
 BENCHMARK(BM_Conv2dForward)->Apply(conv_shapes);
 BENCHMARK(BM_Conv2dBackward)->Apply(conv_shapes);
 BENCHMARK(BM_Gemm<false>)->Name("BM_Gemm")->Apply(gemm_shapes);

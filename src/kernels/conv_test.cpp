@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstring>
+#include <string>
 
 #include "gradcheck.h"
 #include "kernels/winograd.h"
@@ -83,11 +85,11 @@ TEST(ConvKernel, WeightGradientAccumulates) {
   for (int i = 0; i < 9; ++i) EXPECT_NEAR(dw[i], 1.0 + fresh[i], 1e-12);
 }
 
-// The float input transform on AVX-512 (the seed network's conv2 runs it) against the portable
-// loop: the same additions, so the same bits, at tile rows of 1 to the widest it takes, and only
-// the tiles' own lanes written (the rest of V keeps its sentinel). On a CPU without AVX-512 both
-// are the portable loop.
-TEST(WinogradInput, Avx512GivesThePortableBits) {
+// The float input and output-gradient transforms on AVX-512 (the seed network's conv2 runs them)
+// against the portable loops: the same operations, so the same bits, at tile rows of 1 to the
+// widest they take, and only the tiles' own lanes written (the rest keeps its sentinel). On a
+// CPU without AVX-512 both sides are the portable loops.
+TEST(WinogradTransforms, Avx512GivesThePortableBits) {
 #if defined(__x86_64__)
   const bool cpu_has_avx512 = __builtin_cpu_supports("avx512f");
 #else
@@ -96,17 +98,31 @@ TEST(WinogradInput, Avx512GivesThePortableBits) {
   for (const WinogradTiles t : {WinogradTiles{1, 1}, WinogradTiles{3, 5}, WinogradTiles{12, 12},
                                 WinogradTiles{2, 7}, WinogradTiles{4, 15}, WinogradTiles{2, 16}}) {
     for (const int64_t C : {1, 3}) {
-      const auto x = testing::to_float(random_vector(C * t.in_height() * t.in_width(), 31, 2.0, 0.5));
+      const std::string where = std::to_string(t.tiles_h) + "x" + std::to_string(t.tiles_w) + " tiles, " +
+                                std::to_string(C) + " channels";
+      const bool fits = cpu_has_avx512 && t.tiles_w <= kAvx512MaxTilesW;
       const int64_t size = kWinogradPositions * winograd_plane_stride(C * t.count());
-      std::vector<float> fast(size, -7.0f), portable(size, -7.0f);
+      const auto x = testing::to_float(random_vector(C * t.in_height() * t.in_width(), 31, 2.0, 0.5));
+      std::vector<float> fast(size, -7.0f), portable(size, -7.0f), direct(size, -7.0f);
       winograd_input(fast.data(), x.data(), C, t);
       winograd_input_portable(portable.data(), x.data(), C, t);
-      ASSERT_EQ(fast, portable) << t.tiles_h << "x" << t.tiles_w << " tiles, " << C << " channels";
-      std::vector<float> direct(size, -7.0f);
-      const bool took = winograd_input_avx512(direct.data(), x.data(), C, t);
-      EXPECT_EQ(took, cpu_has_avx512 && t.tiles_w <= kAvx512MaxTilesW) << t.tiles_w;
-      if (took) {
-        EXPECT_EQ(direct, portable);
+      ASSERT_EQ(fast, portable) << "input, " << where;
+      EXPECT_EQ(winograd_input_avx512(direct.data(), x.data(), C, t), fits) << where;
+      if (fits) {
+        EXPECT_EQ(direct, portable) << "input, " << where;
+      }
+
+      auto dy = testing::to_float(random_vector(C * t.out_height() * t.out_width(), 32));
+      dy[1] = 0.0f;  // its negation must be -0, as the portable loop gives (not 0 - v = +0)
+      std::fill(fast.begin(), fast.end(), -7.0f);
+      std::fill(portable.begin(), portable.end(), -7.0f);
+      std::fill(direct.begin(), direct.end(), -7.0f);
+      winograd_output_grad(fast.data(), dy.data(), C, t);
+      winograd_output_grad_portable(portable.data(), dy.data(), C, t);
+      ASSERT_EQ(0, std::memcmp(fast.data(), portable.data(), size * sizeof(float))) << "output grad, " << where;
+      EXPECT_EQ(winograd_output_grad_avx512(direct.data(), dy.data(), C, t), fits) << where;
+      if (fits) {
+        EXPECT_EQ(0, std::memcmp(direct.data(), portable.data(), size * sizeof(float))) << "output grad, " << where;
       }
     }
   }

@@ -312,8 +312,14 @@ void winograd_output(T* y, const T* M, const T* bias, int64_t C, const WinogradT
 }
 template <typename T>
 void winograd_output_grad(T* dM, const T* dy, int64_t C, const WinogradTiles& t) {
-  if constexpr (std::is_same_v<T, float>) output_grad_f32(dM, dy, C, t);
-  else output_grad_impl(dM, dy, C, t);
+  if constexpr (std::is_same_v<T, float>) {
+    if (!winograd_output_grad_avx512(dM, dy, C, t)) output_grad_f32(dM, dy, C, t);
+  } else {
+    output_grad_impl(dM, dy, C, t);
+  }
+}
+void winograd_output_grad_portable(float* dM, const float* dy, int64_t C, const WinogradTiles& t) {
+  output_grad_f32(dM, dy, C, t);
 }
 
 #define BNLAB_INSTANTIATE(T)                                                                          \

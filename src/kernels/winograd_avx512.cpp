@@ -1,0 +1,163 @@
+// Two of the Winograd transforms (winograd.h) for float with AVX-512, for planes of at most
+// kAvx512MaxTilesW tiles a row (the seed network's conv2 has 12): a whole row of tiles in one
+// vector. The portable loops (winograd.cpp) read each column at stride 2, and the compiler turns
+// every such read into loads and shuffles. Here each row the tiles read is loaded once and split
+// into the column vectors the tiles need (lane j for tile j), then the same operations in the same
+// order as the portable loops: the same bits (conv_test.cpp checks).
+//   input:        V = B^T d B, four input rows a row of tiles, columns 2j .. 2j+3
+//   output grad:  dM = A dY A^T, two rows of dy a row of tiles, columns 2j, 2j+1
+#include "kernels/winograd.h"
+
+#include <climits>
+#include <cstdint>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+namespace bnlab::kernels {
+namespace {
+
+#define BNLAB_AVX512 __attribute__((target("avx512f")))
+
+bool cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+
+// The columns of one input row that the tiles of a row use, lane j for tile j.
+struct Columns {
+  __m512 c0, c1, c2, c3;  // x[2j], x[2j+1], x[2j+2], x[2j+3]
+};
+
+BNLAB_AVX512 inline Columns split_row(const float* row, int64_t W, __mmask16 low_mask, __mmask16 high_mask) {
+  // Lanes past the row's width load as zero (masked: nothing past the plane is touched).
+  const __m512 lo = _mm512_maskz_loadu_ps(low_mask, row);
+  const __m512 hi = W > 16 ? _mm512_maskz_loadu_ps(high_mask, row + 16) : _mm512_setzero_ps();
+  // Indices into the 32 floats lo:hi (16 + i picks hi[i]); 2j + 3 <= 31 for j <= 14.
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i two = _mm512_set1_epi32(2), one = _mm512_set1_epi32(1);
+  const __m512i odd = _mm512_add_epi32(even, one), even2 = _mm512_add_epi32(even, two);
+  const __m512i odd2 = _mm512_add_epi32(odd, two);
+  return {_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi),
+          _mm512_permutex2var_ps(lo, even2, hi), _mm512_permutex2var_ps(lo, odd2, hi)};
+}
+
+// The loads of a row of W floats (two vectors, the lanes past W masked off) and the stores of a
+// row of tiles.
+struct RowMasks {
+  __mmask16 low, high, tiles;
+};
+inline RowMasks row_masks(int64_t W, int64_t tiles_w) {
+  return {static_cast<__mmask16>(W >= 16 ? 0xffff : (1u << W) - 1),
+          static_cast<__mmask16>(W <= 16 ? 0 : (1u << (W - 16)) - 1),
+          static_cast<__mmask16>((1u << tiles_w) - 1)};
+}
+
+// -v as the compiler writes it: the sign bit flipped (0 - v would turn -0 into +0).
+BNLAB_AVX512 inline __m512 negate(__m512 v) {
+  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)));
+}
+
+// (B^T x)[K] over the four rows x0..x3, as bt_row in winograd.cpp.
+template <int K>
+BNLAB_AVX512 inline __m512 bt_row(__m512 x0, __m512 x1, __m512 x2, __m512 x3) {
+  if constexpr (K == 0) return _mm512_sub_ps(x0, x2);
+  if constexpr (K == 1) return _mm512_add_ps(x1, x2);
+  if constexpr (K == 2) return _mm512_sub_ps(x2, x1);
+  if constexpr (K == 3) return _mm512_sub_ps(x1, x3);
+}
+
+// Row K of the tiles' V: vertically over the rows, then horizontally z -> (z0 - z2, z1 + z2,
+// z2 - z1, z1 - z3), into planes 4K .. 4K+3.
+template <int K>
+BNLAB_AVX512 inline void store_row(float* out, int64_t plane, __mmask16 tiles, const Columns* r) {
+  const __m512 z0 = bt_row<K>(r[0].c0, r[1].c0, r[2].c0, r[3].c0);
+  const __m512 z1 = bt_row<K>(r[0].c1, r[1].c1, r[2].c1, r[3].c1);
+  const __m512 z2 = bt_row<K>(r[0].c2, r[1].c2, r[2].c2, r[3].c2);
+  const __m512 z3 = bt_row<K>(r[0].c3, r[1].c3, r[2].c3, r[3].c3);
+  float* o = out + 4 * K * plane;
+  _mm512_mask_storeu_ps(o, tiles, _mm512_sub_ps(z0, z2));
+  _mm512_mask_storeu_ps(o + plane, tiles, _mm512_add_ps(z1, z2));
+  _mm512_mask_storeu_ps(o + 2 * plane, tiles, _mm512_sub_ps(z2, z1));
+  _mm512_mask_storeu_ps(o + 3 * plane, tiles, _mm512_sub_ps(z1, z3));
+}
+
+// Row K of A applied to the two rows of a tile, as combine in winograd.cpp's output_grad_row.
+template <int K>
+BNLAB_AVX512 inline __m512 a_row(__m512 top, __m512 bottom) {
+  if constexpr (K == 0) return top;
+  if constexpr (K == 1) return _mm512_add_ps(top, bottom);
+  if constexpr (K == 2) return _mm512_sub_ps(top, bottom);
+  if constexpr (K == 3) return negate(bottom);
+}
+
+// Row K of a row of tiles' dM: along the columns (p, q) -> (p, p + q, p - q, -q), planes 4K ..
+// 4K+3. even and odd: the tiles' columns 2j and 2j+1 of dy's two rows.
+template <int K>
+BNLAB_AVX512 inline void store_grad_row(float* out, int64_t plane, __mmask16 tiles, const Columns& top,
+                                        const Columns& bottom) {
+  const __m512 p = a_row<K>(top.c0, bottom.c0), q = a_row<K>(top.c1, bottom.c1);
+  float* o = out + 4 * K * plane;
+  _mm512_mask_storeu_ps(o, tiles, p);
+  _mm512_mask_storeu_ps(o + plane, tiles, _mm512_add_ps(p, q));
+  _mm512_mask_storeu_ps(o + 2 * plane, tiles, _mm512_sub_ps(p, q));
+  _mm512_mask_storeu_ps(o + 3 * plane, tiles, negate(q));
+}
+
+BNLAB_AVX512 void output_grad_rows_avx512(float* dM, const float* dy, int64_t C, const WinogradTiles& t) {
+  const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), W = t.out_width();
+  const RowMasks m = row_masks(W, t.tiles_w);
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t th = 0; th < t.tiles_h; ++th) {
+      const float* row0 = dy + (c * t.out_height() + 2 * th) * W;
+      const Columns top = split_row(row0, W, m.low, m.high), bottom = split_row(row0 + W, W, m.low, m.high);
+      float* out = dM + c * tiles + th * t.tiles_w;
+      store_grad_row<0>(out, plane, m.tiles, top, bottom);
+      store_grad_row<1>(out, plane, m.tiles, top, bottom);
+      store_grad_row<2>(out, plane, m.tiles, top, bottom);
+      store_grad_row<3>(out, plane, m.tiles, top, bottom);
+    }
+  }
+}
+
+BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, const WinogradTiles& t) {
+  const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
+  const RowMasks m = row_masks(W, t.tiles_w);
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t th = 0; th < t.tiles_h; ++th) {
+      const float* rows = x + (c * H + 2 * th) * W;
+      const Columns r[4] = {split_row(rows, W, m.low, m.high), split_row(rows + W, W, m.low, m.high),
+                            split_row(rows + 2 * W, W, m.low, m.high), split_row(rows + 3 * W, W, m.low, m.high)};
+      float* out = V + c * tiles + th * t.tiles_w;
+      store_row<0>(out, plane, m.tiles, r);
+      store_row<1>(out, plane, m.tiles, r);
+      store_row<2>(out, plane, m.tiles, r);
+      store_row<3>(out, plane, m.tiles, r);
+    }
+  }
+}
+
+}  // namespace
+
+bool winograd_output_grad_avx512(float* dM, const float* dy, int64_t C, const WinogradTiles& t) {
+  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
+  output_grad_rows_avx512(dM, dy, C, t);
+  return true;
+}
+
+bool winograd_input_avx512(float* V, const float* x, int64_t C, const WinogradTiles& t) {
+  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
+  input_rows_avx512(V, x, C, t);
+  return true;
+}
+
+}  // namespace bnlab::kernels
+
+#else  // not x86-64: the portable loop only
+
+namespace bnlab::kernels {
+bool winograd_input_avx512(float*, const float*, int64_t, const WinogradTiles&) { return false; }
+bool winograd_output_grad_avx512(float*, const float*, int64_t, const WinogradTiles&) { return false; }
+}  // namespace bnlab::kernels
+
+#endif
