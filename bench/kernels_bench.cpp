@@ -245,34 +245,36 @@ struct ConvProblem {
                                static_cast<double>(g.out_height() * g.out_width()); }
 };
 
-// Two Winograd transforms of one sample of conv2 on the calling thread, as the convolution runs
-// them (AVX-512 where the CPU has it) and the portable loops: the input's (32 planes of 26x26
-// into V, 12x12 tiles) and the output gradient's (64 planes of 24x24 into dM). Bytes/s count the
-// planes read and the 16 transformed planes written.
-enum class Transform { Input, OutputGrad };
+// The Winograd transforms of one sample of conv2 on the calling thread (12x12 tiles), as the
+// convolution runs them (AVX-512 where the CPU has it) and the portable loops: the input's (32
+// planes of 26x26 into V), the input gradient's (dV back into 32 planes of 26x26) and the output
+// gradient's (64 planes of 24x24 into dM). Bytes/s count the planes and the 16 transformed planes.
+enum class Transform { Input, InputGrad, OutputGrad };
 enum class TransformPath { AsRun, Portable };
 template <Transform X, TransformPath P>
 void BM_WinogradTransform(benchmark::State& state) {
   const int64_t C = state.range(0);
   const k::WinogradTiles t{state.range(1), state.range(1)};
-  const int64_t plane = X == Transform::Input ? t.in_height() * t.in_width() : t.out_height() * t.out_width();
-  const Buffer in = filled(C * plane, 5);
-  Buffer out(static_cast<size_t>(k::kWinogradPositions * k::winograd_plane_stride(C * t.count())), 0.0f);
+  const int64_t planes = C * (X == Transform::OutputGrad ? t.out_height() * t.out_width() : t.in_height() * t.in_width());
+  const int64_t transformed = k::kWinogradPositions * k::winograd_plane_stride(C * t.count());
+  const bool from_planes = X != Transform::InputGrad;
+  const Buffer in = filled(from_planes ? planes : transformed, 5);
+  Buffer out(static_cast<size_t>(from_planes ? transformed : planes), 0.0f);
   for (auto _ : state) {
-    if constexpr (X == Transform::Input && P == TransformPath::AsRun) k::winograd_input(out.data(), in.data(), C, t);
-    if constexpr (X == Transform::Input && P == TransformPath::Portable) {
-      k::winograd_input_portable(out.data(), in.data(), C, t);
-    }
-    if constexpr (X == Transform::OutputGrad && P == TransformPath::AsRun) {
-      k::winograd_output_grad(out.data(), in.data(), C, t);
-    }
-    if constexpr (X == Transform::OutputGrad && P == TransformPath::Portable) {
-      k::winograd_output_grad_portable(out.data(), in.data(), C, t);
+    constexpr bool as_run = P == TransformPath::AsRun;
+    if constexpr (X == Transform::Input) {
+      as_run ? k::winograd_input(out.data(), in.data(), C, t) : k::winograd_input_portable(out.data(), in.data(), C, t);
+    } else if constexpr (X == Transform::InputGrad) {
+      as_run ? k::winograd_input_grad(out.data(), in.data(), C, t)
+             : k::winograd_input_grad_portable(out.data(), in.data(), C, t);
+    } else {
+      as_run ? k::winograd_output_grad(out.data(), in.data(), C, t)
+             : k::winograd_output_grad_portable(out.data(), in.data(), C, t);
     }
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
-  const int64_t floats = C * (plane + k::kWinogradPositions * t.count());
+  const int64_t floats = planes + k::kWinogradPositions * C * t.count();
   state.SetBytesProcessed(state.iterations() * floats * static_cast<int64_t>(sizeof(float)));
 }
 
@@ -364,6 +366,10 @@ BENCHMARK(BM_WinogradTransform<Transform::Input, TransformPath::AsRun>)
     ->Name("BM_WinogradInput")->ArgNames({"C", "tiles"})->Args({32, 12});
 BENCHMARK(BM_WinogradTransform<Transform::Input, TransformPath::Portable>)
     ->Name("BM_WinogradInputPortable")->ArgNames({"C", "tiles"})->Args({32, 12});
+BENCHMARK(BM_WinogradTransform<Transform::InputGrad, TransformPath::AsRun>)
+    ->Name("BM_WinogradInputGrad")->ArgNames({"C", "tiles"})->Args({32, 12});
+BENCHMARK(BM_WinogradTransform<Transform::InputGrad, TransformPath::Portable>)
+    ->Name("BM_WinogradInputGradPortable")->ArgNames({"C", "tiles"})->Args({32, 12});
 BENCHMARK(BM_WinogradTransform<Transform::OutputGrad, TransformPath::AsRun>)
     ->Name("BM_WinogradOutputGrad")->ArgNames({"C", "tiles"})->Args({64, 12});
 BENCHMARK(BM_WinogradTransform<Transform::OutputGrad, TransformPath::Portable>)

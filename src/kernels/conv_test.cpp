@@ -85,8 +85,8 @@ TEST(ConvKernel, WeightGradientAccumulates) {
   for (int i = 0; i < 9; ++i) EXPECT_NEAR(dw[i], 1.0 + fresh[i], 1e-12);
 }
 
-// The float input and output-gradient transforms on AVX-512 (the seed network's conv2 runs them)
-// against the portable loops: the same operations, so the same bits, at tile rows of 1 to the
+// The float input, input-gradient and output-gradient transforms on AVX-512 (the seed network's
+// conv2 runs them) against the portable loops: the same operations, so the same bits, at tile rows of 1 to the
 // widest they take, and only the tiles' own lanes written (the rest keeps its sentinel). On a
 // CPU without AVX-512 both sides are the portable loops.
 TEST(WinogradTransforms, Avx512GivesThePortableBits) {
@@ -123,6 +123,19 @@ TEST(WinogradTransforms, Avx512GivesThePortableBits) {
       EXPECT_EQ(winograd_output_grad_avx512(direct.data(), dy.data(), C, t), fits) << where;
       if (fits) {
         EXPECT_EQ(0, std::memcmp(direct.data(), portable.data(), size * sizeof(float))) << "output grad, " << where;
+      }
+
+      // The input gradient: overlapping tiles summed in the portable loop's order.
+      const std::vector<float> dV = testing::to_float(random_vector(size, 33));
+      const int64_t dx_size = C * t.in_height() * t.in_width();
+      std::vector<float> dx_fast(dx_size, -7.0f), dx_portable(dx_size, -7.0f), dx_direct(dx_size, -7.0f);
+      winograd_input_grad(dx_fast.data(), dV.data(), C, t);
+      winograd_input_grad_portable(dx_portable.data(), dV.data(), C, t);
+      ASSERT_EQ(0, std::memcmp(dx_fast.data(), dx_portable.data(), dx_size * sizeof(float))) << "input grad, " << where;
+      EXPECT_EQ(winograd_input_grad_avx512(dx_direct.data(), dV.data(), C, t), fits) << where;
+      if (fits) {
+        EXPECT_EQ(0, std::memcmp(dx_direct.data(), dx_portable.data(), dx_size * sizeof(float)))
+            << "input grad, " << where;
       }
     }
   }

@@ -302,8 +302,14 @@ void winograd_input(T* V, const T* x, int64_t C, const WinogradTiles& t) {
 void winograd_input_portable(float* V, const float* x, int64_t C, const WinogradTiles& t) { input_f32(V, x, C, t); }
 template <typename T>
 void winograd_input_grad(T* dx, const T* dV, int64_t C, const WinogradTiles& t) {
-  if constexpr (std::is_same_v<T, float>) input_grad_f32(dx, dV, C, t);
-  else input_grad_impl(dx, dV, C, t);
+  if constexpr (std::is_same_v<T, float>) {
+    if (!winograd_input_grad_avx512(dx, dV, C, t)) input_grad_f32(dx, dV, C, t);
+  } else {
+    input_grad_impl(dx, dV, C, t);
+  }
+}
+void winograd_input_grad_portable(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
+  input_grad_f32(dx, dV, C, t);
 }
 template <typename T>
 void winograd_output(T* y, const T* M, const T* bias, int64_t C, const WinogradTiles& t, const ConvEpilogue<T>& e) {

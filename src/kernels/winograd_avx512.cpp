@@ -6,8 +6,12 @@
 // order as the portable loops: the same bits (conv_test.cpp checks).
 //   input:        V = B^T d B, four input rows a row of tiles, columns 2j .. 2j+3
 //   output grad:  dM = A dY A^T, two rows of dy a row of tiles, columns 2j, 2j+1
+//   input grad:   dx += B dV B^T, four rows of dx a row of tiles; each row split into its even and
+//                 odd columns, the tiles' sums added lane by lane in the portable loop's order
+//                 (masked, as it adds nothing elsewhere), and merged back
 #include "kernels/winograd.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 
@@ -120,6 +124,57 @@ BNLAB_AVX512 void output_grad_rows_avx512(float* dM, const float* dy, int64_t C,
   }
 }
 
+// (B v)[K] over four values, as b_row in winograd.cpp (the same operations in the same order).
+template <int K>
+BNLAB_AVX512 inline __m512 b_row(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
+  if constexpr (K == 0) return v0;
+  if constexpr (K == 1) return _mm512_add_ps(_mm512_sub_ps(v1, v2), v3);
+  if constexpr (K == 2) return _mm512_add_ps(_mm512_add_ps(negate(v0), v1), v2);
+  if constexpr (K == 3) return negate(v3);
+}
+
+// Row r of a row of tiles' B dV B^T added into the dx row it covers: column 2j gets b0 of tile j,
+// then b2 of tile j-1; column 2j+1 gets b1 of tile j, then b3 of tile j-1 (the portable loop's
+// two passes). u: the tiles' (B dV)[r] for the four plane columns l.
+BNLAB_AVX512 inline void add_grad_row(float* row, int64_t W, const RowMasks& m, __mmask16 later, const __m512* u) {
+  const __m512 b0 = b_row<0>(u[0], u[1], u[2], u[3]), b1 = b_row<1>(u[0], u[1], u[2], u[3]);
+  const __m512 b2 = b_row<2>(u[0], u[1], u[2], u[3]), b3 = b_row<3>(u[0], u[1], u[2], u[3]);
+  const Columns old = split_row(row, W, m.low, m.high);
+  const __m512i previous_tile = _mm512_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
+  __m512 even = _mm512_mask_add_ps(old.c0, m.tiles, old.c0, b0);
+  __m512 odd = _mm512_mask_add_ps(old.c1, m.tiles, old.c1, b1);
+  even = _mm512_mask_add_ps(even, later, even, _mm512_maskz_permutexvar_ps(later, previous_tile, b2));
+  odd = _mm512_mask_add_ps(odd, later, odd, _mm512_maskz_permutexvar_ps(later, previous_tile, b3));
+  const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i high = _mm512_add_epi32(low, _mm512_set1_epi32(8));
+  _mm512_mask_storeu_ps(row, m.low, _mm512_permutex2var_ps(even, low, odd));
+  if (W > 16) _mm512_mask_storeu_ps(row + 16, m.high, _mm512_permutex2var_ps(even, high, odd));
+}
+
+BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
+  const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
+  const RowMasks m = row_masks(W, t.tiles_w);
+  const __mmask16 later = static_cast<__mmask16>(m.tiles << 1);  // columns 2j+2, 2j+3 of tile j
+  std::fill(dx, dx + C * H * W, 0.0f);
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t th = 0; th < t.tiles_h; ++th) {
+      const float* in = dV + c * tiles + th * t.tiles_w;
+      __m512 u[4][4];  // u[r][l] = (B dV)[r] for plane column l, lane j for tile j
+      for (int l = 0; l < 4; ++l) {
+        const __m512 v0 = _mm512_maskz_loadu_ps(m.tiles, in + l * plane);
+        const __m512 v1 = _mm512_maskz_loadu_ps(m.tiles, in + (4 + l) * plane);
+        const __m512 v2 = _mm512_maskz_loadu_ps(m.tiles, in + (8 + l) * plane);
+        const __m512 v3 = _mm512_maskz_loadu_ps(m.tiles, in + (12 + l) * plane);
+        u[0][l] = b_row<0>(v0, v1, v2, v3);
+        u[1][l] = b_row<1>(v0, v1, v2, v3);
+        u[2][l] = b_row<2>(v0, v1, v2, v3);
+        u[3][l] = b_row<3>(v0, v1, v2, v3);
+      }
+      for (int r = 0; r < 4; ++r) add_grad_row(dx + (c * H + 2 * th + r) * W, W, m, later, u[r]);
+    }
+  }
+}
+
 BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, const WinogradTiles& t) {
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
   const RowMasks m = row_masks(W, t.tiles_w);
@@ -138,6 +193,12 @@ BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, const W
 }
 
 }  // namespace
+
+bool winograd_input_grad_avx512(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
+  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
+  input_grad_rows_avx512(dx, dV, C, t);
+  return true;
+}
 
 bool winograd_output_grad_avx512(float* dM, const float* dy, int64_t C, const WinogradTiles& t) {
   if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
@@ -158,6 +219,7 @@ bool winograd_input_avx512(float* V, const float* x, int64_t C, const WinogradTi
 namespace bnlab::kernels {
 bool winograd_input_avx512(float*, const float*, int64_t, const WinogradTiles&) { return false; }
 bool winograd_output_grad_avx512(float*, const float*, int64_t, const WinogradTiles&) { return false; }
+bool winograd_input_grad_avx512(float*, const float*, int64_t, const WinogradTiles&) { return false; }
 }  // namespace bnlab::kernels
 
 #endif
