@@ -1,10 +1,13 @@
 // The update rules, written as PyTorch 1.13 writes them (tensor ops in float, scalars rounded
 // to float), so that one step matches torch.optim to float rounding. Elementwise, so a static
 // split over threads gives the same bits for any thread count.
+#include <omp.h>
+
 #include <cmath>
 
 #include "bnlab/error.h"
 #include "bnlab/optim.h"
+#include "kernels/multiversion.h"
 
 namespace bnlab {
 namespace {
@@ -12,6 +15,28 @@ namespace {
 // Adadelta (Zeiler 2012), torch.optim.Adadelta:
 //   g += wd*p; v = rho*v + (1-rho)*g^2; delta = sqrt(u + eps) / sqrt(v + eps) * g;
 //   u = rho*u + (1-rho)*delta^2; p -= lr*delta
+struct AdadeltaScalars {
+  float rho, one_minus_rho, eps, wd, neg_lr;
+};
+
+// n elements of the update. Raw restrict pointers, so that it vectorizes (through the members'
+// std::vectors the compiler must assume p aliases them), compiled per instruction set; this file
+// is compiled without contraction, so each operation rounds on its own, as PyTorch's tensor ops,
+// on every instruction set.
+BNLAB_MULTIVERSION
+void adadelta_update(float* __restrict p, const float* __restrict g, float* __restrict square_avg,
+                     float* __restrict acc_delta, int64_t n, AdadeltaScalars k) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float decayed = g[i] + k.wd * p[i];  // both sides computed: a select, not a branch
+    const float grad = k.wd != 0 ? decayed : g[i];
+    square_avg[i] = square_avg[i] * k.rho + k.one_minus_rho * grad * grad;
+    const float std = std::sqrt(square_avg[i] + k.eps);
+    const float delta = std::sqrt(acc_delta[i] + k.eps) / std * grad;
+    acc_delta[i] = acc_delta[i] * k.rho + k.one_minus_rho * delta * delta;
+    p[i] += k.neg_lr * delta;
+  }
+}
+
 class Adadelta final : public Optimizer {
  public:
   Adadelta(const OptimizerOptions& o, int64_t n)
@@ -19,18 +44,15 @@ class Adadelta final : public Optimizer {
 
   void step(std::span<float> p, std::span<const float> g, double lr) override {
     ++steps_;
-    const float rho = static_cast<float>(o_.rho), one_minus_rho = static_cast<float>(1 - o_.rho);
-    const float eps = static_cast<float>(eps_), wd = static_cast<float>(o_.weight_decay);
-    const float neg_lr = static_cast<float>(-lr);
+    const AdadeltaScalars k{static_cast<float>(o_.rho), static_cast<float>(1 - o_.rho), static_cast<float>(eps_),
+                            static_cast<float>(o_.weight_decay), static_cast<float>(-lr)};
     const int64_t n = static_cast<int64_t>(p.size());
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      const float grad = wd != 0 ? g[i] + wd * p[i] : g[i];
-      square_avg_[i] = square_avg_[i] * rho + one_minus_rho * grad * grad;
-      const float std = std::sqrt(square_avg_[i] + eps);
-      const float delta = std::sqrt(acc_delta_[i] + eps) / std * grad;
-      acc_delta_[i] = acc_delta_[i] * rho + one_minus_rho * delta * delta;
-      p[i] += neg_lr * delta;
+#pragma omp parallel
+    {
+      const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t begin = n * t / threads, end = n * (t + 1) / threads;  // a fixed share each
+      adadelta_update(p.data() + begin, g.data() + begin, square_avg_.data() + begin, acc_delta_.data() + begin,
+                      end - begin, k);
     }
   }
 
