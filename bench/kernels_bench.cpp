@@ -247,23 +247,28 @@ struct ConvProblem {
 
 // The Winograd transforms of one sample of conv2 on the calling thread (12x12 tiles), as the
 // convolution runs them (AVX-512 where the CPU has it) and the portable loops: the input's (32
-// planes of 26x26 into V), the input gradient's (dV back into 32 planes of 26x26) and the output
-// gradient's (64 planes of 24x24 into dM). Bytes/s count the planes and the 16 transformed planes.
-enum class Transform { Input, InputGrad, OutputGrad };
+// planes of 26x26 into V), the input gradient's (dV back into 32 planes of 26x26), the output's
+// (M into 64 planes of 24x24, no epilogue, as in training) and the output gradient's (64 planes of
+// 24x24 into dM). Bytes/s count the planes and the 16 transformed planes.
+enum class Transform { Input, InputGrad, Output, OutputGrad };
 enum class TransformPath { AsRun, Portable };
 template <Transform X, TransformPath P>
 void BM_WinogradTransform(benchmark::State& state) {
   const int64_t C = state.range(0);
   const k::WinogradTiles t{state.range(1), state.range(1)};
-  const int64_t planes = C * (X == Transform::OutputGrad ? t.out_height() * t.out_width() : t.in_height() * t.in_width());
+  const bool output_side = X == Transform::Output || X == Transform::OutputGrad;
+  const int64_t planes = C * (output_side ? t.out_height() * t.out_width() : t.in_height() * t.in_width());
   const int64_t transformed = k::kWinogradPositions * k::winograd_plane_stride(C * t.count());
-  const bool from_planes = X != Transform::InputGrad;
+  const bool from_planes = X == Transform::Input || X == Transform::OutputGrad;
   const Buffer in = filled(from_planes ? planes : transformed, 5);
   Buffer out(static_cast<size_t>(from_planes ? transformed : planes), 0.0f);
   for (auto _ : state) {
     constexpr bool as_run = P == TransformPath::AsRun;
     if constexpr (X == Transform::Input) {
       as_run ? k::winograd_input(out.data(), in.data(), C, t) : k::winograd_input_portable(out.data(), in.data(), C, t);
+    } else if constexpr (X == Transform::Output) {
+      as_run ? k::winograd_output<float>(out.data(), in.data(), nullptr, C, t)
+             : k::winograd_output_portable(out.data(), in.data(), nullptr, C, t, {});
     } else if constexpr (X == Transform::InputGrad) {
       as_run ? k::winograd_input_grad(out.data(), in.data(), C, t)
              : k::winograd_input_grad_portable(out.data(), in.data(), C, t);
@@ -370,6 +375,10 @@ BENCHMARK(BM_WinogradTransform<Transform::InputGrad, TransformPath::AsRun>)
     ->Name("BM_WinogradInputGrad")->ArgNames({"C", "tiles"})->Args({32, 12});
 BENCHMARK(BM_WinogradTransform<Transform::InputGrad, TransformPath::Portable>)
     ->Name("BM_WinogradInputGradPortable")->ArgNames({"C", "tiles"})->Args({32, 12});
+BENCHMARK(BM_WinogradTransform<Transform::Output, TransformPath::AsRun>)
+    ->Name("BM_WinogradOutput")->ArgNames({"C", "tiles"})->Args({64, 12});
+BENCHMARK(BM_WinogradTransform<Transform::Output, TransformPath::Portable>)
+    ->Name("BM_WinogradOutputPortable")->ArgNames({"C", "tiles"})->Args({64, 12});
 BENCHMARK(BM_WinogradTransform<Transform::OutputGrad, TransformPath::AsRun>)
     ->Name("BM_WinogradOutputGrad")->ArgNames({"C", "tiles"})->Args({64, 12});
 BENCHMARK(BM_WinogradTransform<Transform::OutputGrad, TransformPath::Portable>)

@@ -85,8 +85,8 @@ TEST(ConvKernel, WeightGradientAccumulates) {
   for (int i = 0; i < 9; ++i) EXPECT_NEAR(dw[i], 1.0 + fresh[i], 1e-12);
 }
 
-// The float input, input-gradient and output-gradient transforms on AVX-512 (the seed network's
-// conv2 runs them) against the portable loops: the same operations, so the same bits, at tile rows of 1 to the
+// The float Winograd transforms on AVX-512 (the seed network's conv2 runs them) against the
+// portable loops: the same operations, so the same bits, at tile rows of 1 to the
 // widest they take, and only the tiles' own lanes written (the rest keeps its sentinel). On a
 // CPU without AVX-512 both sides are the portable loops.
 TEST(WinogradTransforms, Avx512GivesThePortableBits) {
@@ -123,6 +123,31 @@ TEST(WinogradTransforms, Avx512GivesThePortableBits) {
       EXPECT_EQ(winograd_output_grad_avx512(direct.data(), dy.data(), C, t), fits) << where;
       if (fits) {
         EXPECT_EQ(0, std::memcmp(direct.data(), portable.data(), size * sizeof(float))) << "output grad, " << where;
+      }
+
+      // The output, with each epilogue the convolution takes (BN's affine map, ReLU, the
+      // max-pool, which stays with the portable loop); a NaN passes through the ReLU.
+      std::vector<float> M = testing::to_float(random_vector(size, 34));
+      M[0] = std::nanf("");
+      const auto scale = testing::to_float(random_vector(C, 35, 0.5, 1.0));
+      const auto shift = testing::to_float(random_vector(C, 36));
+      const auto bias = testing::to_float(random_vector(C, 37));
+      const int64_t y_size = C * t.out_height() * t.out_width();
+      for (const bool affine : {false, true}) {
+        for (const bool relu : {false, true}) {
+          for (const bool pool : {false, true}) {
+            const ConvEpilogue<float> e{affine ? scale.data() : nullptr, affine ? shift.data() : nullptr, relu, pool};
+            std::vector<float> y_fast(y_size, -7.0f), y_portable(y_size, -7.0f), y_direct(y_size, -7.0f);
+            winograd_output(y_fast.data(), M.data(), bias.data(), C, t, e);
+            winograd_output_portable(y_portable.data(), M.data(), bias.data(), C, t, e);
+            const std::string variant = where + (affine ? ", affine" : "") + (relu ? ", relu" : "") + (pool ? ", pool" : "");
+            ASSERT_EQ(0, std::memcmp(y_fast.data(), y_portable.data(), y_size * sizeof(float))) << "output, " << variant;
+            EXPECT_EQ(winograd_output_avx512(y_direct.data(), M.data(), bias.data(), C, t, e), fits && !pool) << variant;
+            if (fits && !pool) {
+              EXPECT_EQ(0, std::memcmp(y_direct.data(), y_portable.data(), y_size * sizeof(float))) << "output, " << variant;
+            }
+          }
+        }
       }
 
       // The input gradient: overlapping tiles summed in the portable loop's order.

@@ -313,8 +313,15 @@ void winograd_input_grad_portable(float* dx, const float* dV, int64_t C, const W
 }
 template <typename T>
 void winograd_output(T* y, const T* M, const T* bias, int64_t C, const WinogradTiles& t, const ConvEpilogue<T>& e) {
-  if constexpr (std::is_same_v<T, float>) output_f32(y, M, bias, C, t, e);
-  else output_impl(y, M, bias, C, t, e);
+  if constexpr (std::is_same_v<T, float>) {
+    if (!winograd_output_avx512(y, M, bias, C, t, e)) output_f32(y, M, bias, C, t, e);
+  } else {
+    output_impl(y, M, bias, C, t, e);
+  }
+}
+void winograd_output_portable(float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t,
+                              const ConvEpilogue<float>& e) {
+  output_f32(y, M, bias, C, t, e);
 }
 template <typename T>
 void winograd_output_grad(T* dM, const T* dy, int64_t C, const WinogradTiles& t) {

@@ -56,13 +56,18 @@ void winograd_filter_grad(T* dw, const T* dU, int64_t Co, int64_t Ci);
 template <typename T>
 void winograd_input(T* V, const T* x, int64_t C, const WinogradTiles& t);
 
-// The float input, input-gradient and output-gradient transforms on AVX-512 for rows of at most
-// kAvx512MaxTilesW tiles (winograd_avx512.cpp): each returns false, having done nothing, on a CPU
-// without AVX-512 or for wider rows. winograd_input<float>, winograd_input_grad<float> and
-// winograd_output_grad<float> try them first, then the portable loops, which the _portable
-// functions run whatever the CPU (the reference the AVX-512 paths are tested against).
+// The float transforms on AVX-512 for rows of at most kAvx512MaxTilesW tiles
+// (winograd_avx512.cpp): each returns false, having done nothing, on a CPU without AVX-512 or for
+// wider rows (the output transform also with the max-pool). The float winograd_input,
+// winograd_input_grad, winograd_output and winograd_output_grad try them first, then the portable
+// loops, which the _portable functions run whatever the CPU (the reference the AVX-512 paths are
+// tested against).
 constexpr int64_t kAvx512MaxTilesW = 15;
 bool winograd_input_avx512(float* V, const float* x, int64_t C, const WinogradTiles& t);
+bool winograd_output_avx512(float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t,
+                            const ConvEpilogue<float>& e);
+void winograd_output_portable(float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t,
+                              const ConvEpilogue<float>& e);
 bool winograd_input_grad_avx512(float* dx, const float* dV, int64_t C, const WinogradTiles& t);
 bool winograd_output_grad_avx512(float* dM, const float* dy, int64_t C, const WinogradTiles& t);
 void winograd_input_portable(float* V, const float* x, int64_t C, const WinogradTiles& t);

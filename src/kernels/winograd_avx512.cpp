@@ -9,6 +9,8 @@
 //   input grad:   dx += B dV B^T, four rows of dx a row of tiles; each row split into its even and
 //                 odd columns, the tiles' sums added lane by lane in the portable loop's order
 //                 (masked, as it adds nothing elsewhere), and merged back
+//   output:       y = A^T M A (+ bias, BN's affine map, ReLU), the tiles' even and odd columns
+//                 merged into two rows of y; not with the max-pool, whose loop is already long
 #include "kernels/winograd.h"
 
 #include <algorithm>
@@ -133,6 +135,14 @@ BNLAB_AVX512 inline __m512 b_row(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
   if constexpr (K == 3) return negate(v3);
 }
 
+// A row of W floats from its even and odd columns (lane j: columns 2j and 2j+1).
+BNLAB_AVX512 inline void store_merged(float* row, int64_t W, const RowMasks& m, __m512 even, __m512 odd) {
+  const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i high = _mm512_add_epi32(low, _mm512_set1_epi32(8));
+  _mm512_mask_storeu_ps(row, m.low, _mm512_permutex2var_ps(even, low, odd));
+  if (W > 16) _mm512_mask_storeu_ps(row + 16, m.high, _mm512_permutex2var_ps(even, high, odd));
+}
+
 // Row r of a row of tiles' B dV B^T added into the dx row it covers: column 2j gets b0 of tile j,
 // then b2 of tile j-1; column 2j+1 gets b1 of tile j, then b3 of tile j-1 (the portable loop's
 // two passes). u: the tiles' (B dV)[r] for the four plane columns l.
@@ -145,10 +155,7 @@ BNLAB_AVX512 inline void add_grad_row(float* row, int64_t W, const RowMasks& m, 
   __m512 odd = _mm512_mask_add_ps(old.c1, m.tiles, old.c1, b1);
   even = _mm512_mask_add_ps(even, later, even, _mm512_maskz_permutexvar_ps(later, previous_tile, b2));
   odd = _mm512_mask_add_ps(odd, later, odd, _mm512_maskz_permutexvar_ps(later, previous_tile, b3));
-  const __m512i low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i high = _mm512_add_epi32(low, _mm512_set1_epi32(8));
-  _mm512_mask_storeu_ps(row, m.low, _mm512_permutex2var_ps(even, low, odd));
-  if (W > 16) _mm512_mask_storeu_ps(row + 16, m.high, _mm512_permutex2var_ps(even, high, odd));
+  store_merged(row, W, m, even, odd);
 }
 
 BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
@@ -175,6 +182,50 @@ BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, 
   }
 }
 
+// The epilogue of output_row in winograd.cpp: the affine map as one fused multiply-add (as the
+// portable loop compiles on any AVX-512 CPU), then the ReLU, passing NaN.
+struct Epilogue {
+  bool affine, relu;
+  __m512 alpha, beta;
+};
+BNLAB_AVX512 inline __m512 finish(__m512 v, const Epilogue& e) {
+  if (e.affine) v = _mm512_fmadd_ps(v, e.alpha, e.beta);
+  if (e.relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+  return v;
+}
+
+// Rows of tiles of y = A^T M A (+ bias) and the epilogue, as output_row in winograd.cpp.
+BNLAB_AVX512 void output_rows_avx512(float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t,
+                                     const ConvEpilogue<float>& epilogue) {
+  const int64_t tiles = t.count(), p = winograd_plane_stride(C * tiles), W = t.out_width();
+  const RowMasks m = row_masks(W, t.tiles_w);
+  for (int64_t c = 0; c < C; ++c) {
+    const __m512 b = _mm512_set1_ps(bias ? bias[c] : 0.0f);
+    const bool affine = epilogue.scale != nullptr;
+    const Epilogue e{affine, epilogue.relu, _mm512_set1_ps(affine ? epilogue.scale[c] : 1.0f),
+                     _mm512_set1_ps(affine ? epilogue.shift[c] : 0.0f)};
+    for (int64_t th = 0; th < t.tiles_h; ++th) {
+      const float* in = M + c * tiles + th * t.tiles_w;
+      __m512 a[4], d[4];  // per row k of the tile: m0 + m1 + m2 and m1 - m2 - m3, along the columns
+      for (int k = 0; k < 4; ++k) {
+        const __m512 m0 = _mm512_maskz_loadu_ps(m.tiles, in + 4 * k * p);
+        const __m512 m1 = _mm512_maskz_loadu_ps(m.tiles, in + (4 * k + 1) * p);
+        const __m512 m2 = _mm512_maskz_loadu_ps(m.tiles, in + (4 * k + 2) * p);
+        const __m512 m3 = _mm512_maskz_loadu_ps(m.tiles, in + (4 * k + 3) * p);
+        a[k] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+        d[k] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+      }
+      const __m512 y00 = finish(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), a[2]), b), e);
+      const __m512 y01 = finish(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(d[0], d[1]), d[2]), b), e);
+      const __m512 y10 = finish(_mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(a[1], a[2]), a[3]), b), e);
+      const __m512 y11 = finish(_mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(d[1], d[2]), d[3]), b), e);
+      float* row0 = y + (c * t.out_height() + 2 * th) * W;
+      store_merged(row0, W, m, y00, y01);
+      store_merged(row0 + W, W, m, y10, y11);
+    }
+  }
+}
+
 BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, const WinogradTiles& t) {
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
   const RowMasks m = row_masks(W, t.tiles_w);
@@ -193,6 +244,13 @@ BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, const W
 }
 
 }  // namespace
+
+bool winograd_output_avx512(float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t,
+                            const ConvEpilogue<float>& e) {
+  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW || e.maxpool2x2) return false;
+  output_rows_avx512(y, M, bias, C, t, e);
+  return true;
+}
 
 bool winograd_input_grad_avx512(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
   if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
@@ -220,6 +278,10 @@ namespace bnlab::kernels {
 bool winograd_input_avx512(float*, const float*, int64_t, const WinogradTiles&) { return false; }
 bool winograd_output_grad_avx512(float*, const float*, int64_t, const WinogradTiles&) { return false; }
 bool winograd_input_grad_avx512(float*, const float*, int64_t, const WinogradTiles&) { return false; }
+bool winograd_output_avx512(float*, const float*, const float*, int64_t, const WinogradTiles&,
+                            const ConvEpilogue<float>&) {
+  return false;
+}
 }  // namespace bnlab::kernels
 
 #endif
