@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/vector_rows.h"
 
@@ -14,8 +15,13 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g,
 #pragma omp parallel for schedule(static)
     for (int64_t plane = 0; plane < N * g.channels; ++plane) {
       // The common 2x2, stride 2 window without padding, in one pass over pairs of rows.
-      plane_maxpool2x2(y + plane * Ho * Wo, argmax ? argmax + plane * Ho * Wo : nullptr,
-                       x + plane * g.height * g.width, g.width, Ho, Wo);
+      T* out = y + plane * Ho * Wo;
+      int32_t* idx = argmax ? argmax + plane * Ho * Wo : nullptr;
+      const T* in = x + plane * g.height * g.width;
+      if constexpr (std::is_same_v<T, float>) {
+        if (plane_maxpool2x2_avx512(out, idx, in, g.width, Ho, Wo)) continue;
+      }
+      plane_maxpool2x2(out, idx, in, g.width, Ho, Wo);
     }
     return;
   }

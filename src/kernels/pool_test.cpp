@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "gradcheck.h"
+#include "kernels/vector_rows.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -46,6 +48,34 @@ TEST(MaxPoolKernel, WithoutArgmaxTheSameMaxima) {
     for (int64_t i = 0; i < out; ++i) {
       if (std::isnan(with[i])) EXPECT_TRUE(std::isnan(without[i])) << i;
       else EXPECT_EQ(with[i], without[i]) << i;
+    }
+  }
+}
+
+// The 2x2 pool on AVX-512 (the seed network's) against the portable loop: the same maxima and
+// indices at widths 2 to 32, odd ones too (the last column unused), with ties, NaNs (first in a
+// window, later in one) and equal NaN-free neighbours. On a CPU without AVX-512 it declines.
+TEST(MaxPoolKernel, Avx512GivesThePortableMaximaAndIndices) {
+#if defined(__x86_64__)
+  const bool cpu_has_avx512 = __builtin_cpu_supports("avx512f");
+#else
+  const bool cpu_has_avx512 = false;
+#endif
+  for (const int64_t W : {2, 5, 24, 25, 31, 32, 33}) {
+    const int64_t H = 6, Ho = H / 2, Wo = W / 2;
+    std::vector<float> x = testing::to_float(testing::random_vector(H * W, 4));
+    for (size_t i = 0; i + 7 < x.size(); i += 7) x[i + 1] = x[i];  // ties
+    x[0] = std::numeric_limits<float>::quiet_NaN();                 // a window's first value
+    x[W + 1 < static_cast<int64_t>(x.size()) ? W + 1 : 1] = std::numeric_limits<float>::quiet_NaN();  // a later one
+    for (const bool with_idx : {true, false}) {
+      std::vector<float> fast(Ho * Wo, -7.0f), portable(Ho * Wo, -7.0f);
+      std::vector<int32_t> fast_idx(Ho * Wo, -1), portable_idx(Ho * Wo, -1);
+      const bool took = plane_maxpool2x2_avx512(fast.data(), with_idx ? fast_idx.data() : nullptr, x.data(), W, Ho, Wo);
+      EXPECT_EQ(took, cpu_has_avx512 && W <= 32) << W;
+      if (!took) continue;
+      plane_maxpool2x2(portable.data(), with_idx ? portable_idx.data() : nullptr, x.data(), W, Ho, Wo);
+      EXPECT_EQ(0, std::memcmp(fast.data(), portable.data(), fast.size() * sizeof(float))) << "width " << W;
+      EXPECT_EQ(fast_idx, portable_idx) << "width " << W;
     }
   }
 }

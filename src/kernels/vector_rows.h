@@ -29,6 +29,9 @@ void direct_conv(float* y, float* wide, const float* x, const float* w, const fl
 // or NaN; NaN stays. A plane per call: rows are short (12 here), and a call per row cost more
 // than the row.
 void plane_maxpool2x2(float* y, int32_t* idx, const float* x, int64_t W, int64_t Ho, int64_t Wo);
+// The same on AVX-512 for rows of at most 32 values (pool_avx512.cpp): returns false, having done
+// nothing, on a CPU without AVX-512 or for wider rows.
+bool plane_maxpool2x2_avx512(float* y, int32_t* idx, const float* x, int64_t W, int64_t Ho, int64_t Wo);
 
 // Inverted dropout over elements [2*first, 2*first + 2*pairs) of a tensor: pair j takes the two
 // 24-bit halves of random_bits(key, j); keep = u >= threshold (u / 2^24 >= p); y = keep ? x*scale : 0.
