@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "cpu_features.h"
 #include "gradcheck.h"
 #include "kernels/winograd.h"
 
@@ -90,11 +91,7 @@ TEST(ConvKernel, WeightGradientAccumulates) {
 // widest they take, and only the tiles' own lanes written (the rest keeps its sentinel). On a
 // CPU without AVX-512 both sides are the portable loops.
 TEST(WinogradTransforms, Avx512GivesThePortableBits) {
-#if defined(__x86_64__)
-  const bool cpu_has_avx512 = __builtin_cpu_supports("avx512f");
-#else
-  const bool cpu_has_avx512 = false;
-#endif
+  const bool cpu_has_avx512 = testing::cpu_has_avx512();
   for (const WinogradTiles t : {WinogradTiles{1, 1}, WinogradTiles{3, 5}, WinogradTiles{12, 12},
                                 WinogradTiles{2, 7}, WinogradTiles{4, 15}, WinogradTiles{2, 16}}) {
     for (const int64_t C : {1, 3}) {
