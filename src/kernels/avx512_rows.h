@@ -10,9 +10,9 @@
 #include <climits>
 #include <cstdint>
 
-namespace bnlab::kernels::avx512 {
-
 #define BNLAB_AVX512 __attribute__((target("avx512f")))
+
+namespace bnlab::kernels::avx512 {
 
 inline bool cpu_has_avx512() {
   static const bool has = __builtin_cpu_supports("avx512f");

@@ -1,9 +1,9 @@
-// Two of the Winograd transforms (winograd.h) for float with AVX-512, for planes of at most
-// kAvx512MaxTilesW tiles a row (the seed network's conv2 has 12): a whole row of tiles in one
-// vector. The portable loops (winograd.cpp) read each column at stride 2, and the compiler turns
-// every such read into loads and shuffles. Here each row the tiles read is loaded once and split
-// into the column vectors the tiles need (lane j for tile j), then the same operations in the same
-// order as the portable loops: the same bits (conv_test.cpp checks).
+// The four Winograd transforms over activations (winograd.h) for float with AVX-512, for planes
+// of at most kAvx512MaxTilesW tiles a row (the seed network's conv2 has 12): a whole row of tiles
+// in one vector. The portable loops (winograd.cpp) read or write each column at stride 2, and the
+// compiler turns every such access into shuffles. Here each row the tiles touch is loaded once
+// and split into the column vectors the tiles need (lane j for tile j), then the same operations
+// in the same order as the portable loops: the same bits (conv_test.cpp checks).
 //   input:        V = B^T d B, four input rows a row of tiles, columns 2j .. 2j+3
 //   output grad:  dM = A dY A^T, two rows of dy a row of tiles, columns 2j, 2j+1
 //   input grad:   dx += B dV B^T, four rows of dx a row of tiles; each row split into its even and
@@ -58,7 +58,7 @@ BNLAB_AVX512 inline __m512 a_row(__m512 top, __m512 bottom) {
 }
 
 // Row K of a row of tiles' dM: along the columns (p, q) -> (p, p + q, p - q, -q), planes 4K ..
-// 4K+3. even and odd: the tiles' columns 2j and 2j+1 of dy's two rows.
+// 4K+3. top, bottom: dy's two rows, split (c0, c1: the tiles' columns 2j and 2j+1).
 template <int K>
 BNLAB_AVX512 inline void store_grad_row(float* out, int64_t plane, __mmask16 tiles, const Columns& top,
                                         const Columns& bottom) {
