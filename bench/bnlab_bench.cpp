@@ -51,7 +51,6 @@ struct Options {
 
 bnlab::Network make_network(const Options& o) {
   bnlab::Network net = bnlab::build_network(bnlab::load_spec(o.model), {1, 28, 28});
-  if (o.fuse) net.fuse_batchnorm_relu();
   net.initialize(o.seed);
   return net;
 }
@@ -84,7 +83,7 @@ std::vector<float> synthetic_images(int64_t n, uint64_t seed) {
 
 json bench_train(const Options& o, int64_t batch) {
   bnlab::Network net = make_network(o);
-  net.reserve(batch);
+  net.reserve(batch, {.fusion = o.fuse ? bnlab::Fusion::Full : bnlab::Fusion::None});
   const int64_t classes = bnlab::numel(net.output_shape());
   auto optimizer = bnlab::make_optimizer({.kind = bnlab::OptimizerKind::Adadelta, .lr = 1.0},
                                          static_cast<int64_t>(net.parameters().size()));
@@ -108,7 +107,7 @@ json bench_train(const Options& o, int64_t batch) {
 json bench_infer(const Options& o) {
   const int64_t batch = o.infer_batch;
   bnlab::Network net = make_network(o);
-  net.reserve(64);  // what training leaves reserved; the eval batch runs in the inference buffers
+  net.reserve(64, {.fusion = o.fuse ? bnlab::Fusion::Full : bnlab::Fusion::None});  // what training leaves reserved; the eval batch runs in the inference buffers
   net.reserve_inference(batch);
   const std::vector<float> x = synthetic_images(batch, o.seed + 1);
   float sink = 0;

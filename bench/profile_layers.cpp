@@ -21,7 +21,6 @@ int main(int argc, char** argv) {
   const bool eval = argc > 4 && std::string(argv[4]) == "eval";
   bnlab::set_threads(0);
   bnlab::Network net = bnlab::build_network(bnlab::load_spec(model), {1, 28, 28});
-  net.fuse_batchnorm_relu();
   net.initialize(1);
   net.reserve(batch);
   std::vector<float> x(batch * 784);

@@ -45,7 +45,6 @@ int main(int argc, char** argv) {
     bnlab::limit_samples(data.test, limit);
 
     bnlab::Network net = bnlab::build_network(bnlab::load_spec("seed"), {1, data.train.height, data.train.width});
-    net.fuse_batchnorm_relu();  // same numbers, one pass fewer
     net.initialize(/*seed=*/1);
 
     bnlab::TrainOptions options;  // PyTorch's MNIST example: Adadelta lr 1.0, batch 64

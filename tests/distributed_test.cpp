@@ -93,7 +93,6 @@ struct Case {
 Run train_once(const Case& c, Communicator* comm, bool sync, int64_t batch, const DataSource& data,
                int64_t bucket_bytes = TrainOptions{}.bucket_bytes) {
   Network net = build_network(parse_spec(c.spec, c.name), {1, 28, 28});
-  net.fuse_batchnorm_relu();
   net.initialize(3);
   TrainOptions o;
   o.batch_size = batch;

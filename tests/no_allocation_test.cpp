@@ -52,7 +52,6 @@ TEST(NoAllocation, TrainingStepsAndInferenceAllocateNothing) {
   set_threads(0);
   for (const char* model : {"seed", "seed-bn-after-relu", "seed-nobn"}) {
     Network net = build_network(load_spec(model), {1, 28, 28});
-    net.fuse_batchnorm_relu();
     net.initialize(1);
     const int64_t batch = 16, eval_batch = 100;
     net.reserve(batch);

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <span>
 #include <string>
 #include <string_view>
@@ -16,6 +18,10 @@ namespace bnlab {
 class Communicator;
 
 enum class Mode { Train, Eval };
+
+// What a layer computes, for the passes that rewrite a network (src/nn/fusion.cpp, fold.cpp):
+// they match kinds, so that no layer needs a hook per fusion.
+enum class LayerKind { Conv2d, Linear, BatchNorm, ReLU, MaxPool2d, Dropout, Flatten, LogSoftmax, Sigmoid, Tanh, Residual };
 
 // What a layer owns in the network's flat buffers, under PyTorch's state_dict names.
 enum class Role {
@@ -55,14 +61,12 @@ struct RunContext {
   bool backward_follows = true;
 };
 
-// What inference may apply to a layer's output inside the layer (Network::infer): the
-// per-channel affine map of a following BatchNorm in eval mode, then a ReLU, then a 2x2,
-// stride-2 max-pool. Outputs are the same bits as the layers run one by one.
-struct Epilogue {
-  const float* scale = nullptr;  // (C), with shift; null: no affine map
-  const float* shift = nullptr;
-  bool relu = false;
-  bool maxpool2x2 = false;
+class Layer;
+
+// A layer under its state_dict prefix: "conv1", or the index "3" as in nn.Sequential.
+struct NamedLayer {
+  std::string name;
+  std::unique_ptr<Layer> layer;
 };
 
 class Layer {
@@ -70,6 +74,7 @@ class Layer {
   virtual ~Layer() = default;
 
   virtual std::string_view type() const = 0;  // PyTorch's class name: "Conv2d", "BatchNorm2d"
+  virtual LayerKind kind() const = 0;
 
   // Checks the per-sample input shape and returns the per-sample output shape.
   // Throws Error naming the field on an impossible shape.
@@ -85,12 +90,6 @@ class Layer {
 
   // A view layer's output is its input (Flatten): the network aliases the buffers.
   virtual bool is_view() const { return false; }
-  // The layer passes its input through unchanged in eval mode (Dropout): inference skips it.
-  virtual bool identity_in_eval() const { return false; }
-
-  // Asked by Network::fuse_batchnorm_relu when a ReLU follows: a layer that can apply the ReLU
-  // itself (BatchNorm) says yes, and from then on its output is the ReLU's.
-  virtual bool fuse_relu() { return false; }
 
   // True if, in eval mode, one sample's output depends on the others in the batch (BatchNorm
   // without running statistics). Otherwise a large eval batch may be run in smaller pieces.
@@ -107,16 +106,12 @@ class Layer {
   // (first layer). Parameter gradients accumulate into their slots.
   virtual void backward(float* dx, const float* dy, const float* x, const float* y, int64_t n) = 0;
 
-  // Inference fusion. A normalization whose eval mode is a per-channel affine map writes it
-  // (scale, shift: (C)) and returns true.
-  virtual bool eval_affine(float* /*scale*/, float* /*shift*/) const { return false; }
-  // A 2x2, stride-2 max-pool without padding, which a layer before it may absorb.
-  virtual bool is_maxpool2x2() const { return false; }
-  // Eval-mode forward with `epilogue` applied to the output (the pooled shape if it pools);
-  // returns false, having written nothing, if this layer cannot apply it.
-  virtual bool forward_fused(float* /*y*/, const float* /*x*/, int64_t /*n*/, const Epilogue& /*e*/) {
-    return false;
-  }
+  // The layers a block runs inside it (Residual's body); empty for a plain layer.
+  virtual std::span<const NamedLayer> children() const { return {}; }
+
+  // The spec format's settings that rebuild this layer (`out_channels=32`, ...): with type(),
+  // a spec line (spec_text(const Network&)); the keys are docs/guide.md's.
+  virtual std::vector<std::pair<std::string, std::string>> spec_settings() const { return {}; }
 
   // Multiply-adds per sample, for summaries and benchmarks.
   virtual int64_t macs_per_sample() const { return 0; }

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "bnlab/layer.h"
-#include "bnlab/network.h"
 
 namespace bnlab {
 

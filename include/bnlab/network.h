@@ -16,9 +16,17 @@
 
 namespace bnlab {
 
-struct NamedLayer {
-  std::string name;  // state_dict prefix: "conv1", or the index "3" as in nn.Sequential
-  std::unique_ptr<Layer> layer;
+class TrainingExecutor;
+class InferenceExecutor;
+
+// How an executor runs the layers (the fusion pass, src/nn/fusion.h): Full fuses what gives the
+// same bits (BatchNorm+ReLU in training; a convolution with the BatchNorm, ReLU and max-pool after
+// it in inference); None runs every layer on its own, so that activation(i) is each layer's own
+// output (a ReLU's input is then the BatchNorm's output, not the ReLU's).
+enum class Fusion { Full, None };
+
+struct ExecutorOptions {
+  Fusion fusion = Fusion::Full;
 };
 
 class Network {
@@ -34,25 +42,21 @@ class Network {
   Network& operator=(Network&&) noexcept;
   ~Network();
 
-  // Lets each BatchNorm followed by a ReLU apply the ReLU in its own pass (one read and write of
-  // the activations fewer each way, and one activation buffer fewer). Outputs are unchanged;
-  // activation(i) of the absorbed ReLU is the BatchNorm's. Call before reserve().
-  void fuse_batchnorm_relu();
-
   // Synchronized batch norm over the processes of `comm` (null: back to per-process statistics).
   void set_communicator(Communicator* comm);
 
   // PyTorch's default initialization, drawn from `seed`; running statistics reset.
   void initialize(uint64_t seed);
 
-  // Activations and scratch for batches of up to max_batch samples on the current OpenMP
-  // thread count. Idempotent for smaller batches.
-  void reserve(int64_t max_batch);
-  int64_t capacity() const { return capacity_; }
+  // The training executor: activations and scratch for batches of up to max_batch samples on
+  // the current OpenMP thread count, run as `options` says. Idempotent for smaller batches with
+  // the same options; other options build the executor anew.
+  void reserve(int64_t max_batch, const ExecutorOptions& options = {});
+  int64_t capacity() const;
   // Eval-mode batches larger than capacity(): inference keeps no activations and runs a per-sample
   // network in small pieces through two ping-pong buffers, so a batch of 1,000 costs the
   // outputs and two layer outputs of a piece, not all of them.
-  void reserve_inference(int64_t max_batch);
+  void reserve_inference(int64_t max_batch, const ExecutorOptions& options = {});
 
   // x (n, input...) -> returned pointer to (n, output...), valid until the next forward.
   // Up to capacity() samples keep every activation (backward and activation() work); larger
@@ -80,13 +84,14 @@ class Network {
   std::vector<TensorView> named_gradients();
 
   size_t layer_count() const { return layers_.size(); }
+  std::span<const NamedLayer> layers() const { return layers_; }
   const Layer& layer(size_t i) const { return *layers_[i].layer; }
   const std::string& layer_name(size_t i) const { return layers_[i].name; }
   const Shape& input_shape() const { return shapes_.front(); }
   const Shape& output_shape() const { return shapes_.back(); }
   const Shape& output_shape(size_t i) const { return shapes_[i + 1]; }
-  // Output of layer i from the last forward (n, output_shape(i)...).
-  const float* activation(size_t i) const { return outputs_[i]; }
+  // Output of layer i from the last forward through the training executor (n, output_shape(i)...).
+  const float* activation(size_t i) const;
   int64_t parameter_count(size_t i) const;
   // Where layer i's parameters (and their gradients) begin in parameters(); -1 if it has none.
   // Its parameters end by parameter_end(i).
@@ -103,24 +108,12 @@ class Network {
   };
 
   std::vector<NamedLayer> layers_;
-  std::vector<bool> absorbed_;  // a ReLU fused into the layer before it
-  // A layer whose output is its input's memory: a view, or a ReLU absorbed by the layer before.
-  bool aliased(size_t i) const { return absorbed_[i] || layers_[i].layer->is_view(); }
   std::vector<Shape> shapes_;  // shapes_[0] input, shapes_[i+1] output of layer i (per sample)
   std::vector<std::vector<Slot>> slots_;
   AlignedVector<float> params_, grads_, buffers_;
   std::vector<int64_t> counters_;
-  int64_t capacity_ = 0;
-  std::vector<AlignedVector<float>> activation_storage_;
-  std::vector<float*> outputs_;
-  const float* input_ = nullptr;
-  AlignedVector<float> grad_a_, grad_b_;  // ping-pong activation gradients
-  int64_t inference_capacity_ = 0, inference_piece_ = 0;
-  AlignedVector<float> infer_a_, infer_b_;  // ping-pong eval activations of one piece
-  AlignedVector<float> infer_out_;          // (inference_capacity_, output...)
-  std::vector<float> infer_scale_, infer_shift_;  // a fused normalization's map, per channel
-  const float* infer(const float* x, int64_t n, const RunContext& ctx);
-  size_t infer_fused(size_t i, float* out, const float* in, int64_t n);
+  std::unique_ptr<TrainingExecutor> training_;
+  std::unique_ptr<InferenceExecutor> inference_;
   int threads_ = 0;
   int64_t layer_capacity_ = 0;  // the batch the layers' scratch was reserved for
   void reserve_layers(int64_t max_batch);

@@ -46,6 +46,15 @@ NetworkSpec parse_spec(std::string_view text, const std::string& source);
 // Builds the layers, checks every key and shape; `input_shape` is per sample, e.g. {1, 28, 28}.
 Network build_network(const NetworkSpec& spec, const Shape& input_shape);
 
+// A spec as text that parse_spec reads back to the same layers.
+std::string spec_text(const NetworkSpec& spec);
+// A built layer as a spec line (its name, type and Layer::spec_settings()), and a built network
+// as a spec: what rebuilds it with the same state_dict names (residual blocks included).
+SpecLine spec_line(const NamedLayer& layer);
+SpecLine block_end();  // the `end` line that closes a Residual block
+NetworkSpec network_spec(const Network& net);
+std::string spec_text(const Network& net);
+
 // Names of the built-in networks: "seed", "seed-nobn", "seed-bn-after-relu".
 std::vector<std::string> preset_names();
 // The spec text of a preset, or an empty string for an unknown name.

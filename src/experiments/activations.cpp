@@ -52,7 +52,8 @@ class Activations final : public Experiment {
     };
     const int64_t every = ctx.options.eval_every;
     const LoopOptions loop{.steps = ctx.options.steps, .optimizer = {.kind = OptimizerKind::Adadelta, .lr = 1.0},
-                           .seed = static_cast<uint64_t>(seed), .eval_every = 0};
+                           .seed = static_cast<uint64_t>(seed), .eval_every = 0,
+                           .fusion = Fusion::None};  // each ReLU's input is its BatchNorm's own output
     const Hooks hooks{.after_backward = [&](int64_t step, int64_t n) {
       if (step != 1 && step % every != 0) return;
       size_t relu = 0;

@@ -57,7 +57,6 @@ class BnVsNoBn final : public Experiment {
         for (int64_t seed = 1; seed <= ctx.options.seeds; ++seed) {
           runs.push_back({key(model, recipe.name, seed), [&ctx, &recipe, model, seed](const ProgressFn& progress) {
                             Network net = build_model(model_text(model), model, *ctx.data, static_cast<uint64_t>(seed));
-                            net.fuse_batchnorm_relu();
                             const LoopOptions loop{.steps = ctx.options.steps, .optimizer = recipe.optimizer,
                                                    .seed = static_cast<uint64_t>(seed), .eval_every = ctx.options.eval_every,
                                                    .loss_every = std::max<int64_t>(1, ctx.options.eval_every / 5)};

@@ -91,7 +91,6 @@ class Depth final : public Experiment {
 
   static RunOutput train(const Context& ctx, DepthVariant v, int64_t depth, double lr, int64_t seed, const ProgressFn& p) {
     Network net = build_model(deep_mlp_text(depth, v, kWidth), variant_name(v), *ctx.data, static_cast<uint64_t>(seed));
-    net.fuse_batchnorm_relu();
     const LoopOptions loop{.steps = ctx.options.steps, .optimizer = {.kind = OptimizerKind::SGD, .lr = lr, .momentum = 0.9},
                            .seed = static_cast<uint64_t>(seed), .eval_every = ctx.options.eval_every};
     const LoopResult r = train_steps(net, *ctx.data, loop, p);

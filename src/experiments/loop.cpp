@@ -2,33 +2,16 @@
 
 #include <chrono>
 #include <cmath>
-#include <numeric>
 
 #include "bnlab/error.h"
 #include "bnlab/loss.h"
-#include "bnlab/rng.h"
+#include "bnlab/train_step.h"
 #include "experiments/report.h"
 
 namespace bnlab::experiments {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// As the trainer: the order depends only on (seed, epoch).
-void shuffle(std::vector<int64_t>& order, uint64_t seed, int64_t epoch) {
-  std::iota(order.begin(), order.end(), 0);
-  Rng rng(derive_key(derive_key(seed, static_cast<uint64_t>(Stream::Shuffle)), static_cast<uint64_t>(epoch)));
-  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-}
-
-std::string first_non_finite_gradient(Network& net) {
-  for (const TensorView& g : net.named_gradients()) {
-    const float* v = static_cast<const float*>(g.data);
-    for (int64_t j = 0; j < numel(g.shape); ++j)
-      if (!std::isfinite(v[j])) return "gradient of " + g.name;
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -70,19 +53,14 @@ LoopResult train_steps(Network& net, const DataSource& data, const LoopOptions& 
     fail("experiment", "batch_size", std::to_string(options.batch_size) + " does not fit " +
                                          std::to_string(set.count) + " training images");
   }
-  const int64_t classes = numel(net.output_shape());
-  const int64_t pixels = set.height * set.width;
   const int64_t batch = options.batch_size;
-  net.reserve(batch);
   const Dataset subset = first_samples(data.test, options.eval_images);
   auto evaluate_subset = [&] { return evaluate(net, subset, data, options.eval_batch); };
 
   std::unique_ptr<Optimizer> optimizer = make_optimizer(options.optimizer, static_cast<int64_t>(net.parameters().size()));
-  std::vector<float> input(static_cast<size_t>(batch * pixels)), dlogp(static_cast<size_t>(batch * classes));
-  std::vector<uint8_t> labels(static_cast<size_t>(batch));
+  TrainStep train_step(net, data, *optimizer, batch, {.seed = options.seed}, options.fusion);
   std::vector<int64_t> order(static_cast<size_t>(set.count));
   const int64_t batches_per_epoch = set.count / batch;
-  const uint64_t dropout_key = derive_key(options.seed, static_cast<uint64_t>(Stream::Dropout));
 
   LoopResult result;
   const auto start = Clock::now();
@@ -97,25 +75,16 @@ LoopResult train_steps(Network& net, const DataSource& data, const LoopOptions& 
 
   for (int64_t step = 1; step <= options.steps; ++step) {
     const int64_t epoch = (step - 1) / batches_per_epoch, b = (step - 1) % batches_per_epoch;
-    if (b == 0) shuffle(order, options.seed, epoch);
-    gather_batch(input.data(), labels.data(), set, data, order.data() + b * batch, batch);
-    const float* logp = net.forward(input.data(), batch,
-                                    {.mode = Mode::Train, .random_key = derive_key(dropout_key, static_cast<uint64_t>(step))});
-    const double loss = nll_loss(dlogp.data(), logp, labels.data(), batch, classes);
-    std::string fault = std::isfinite(loss) ? "" : "loss " + std::to_string(loss);
-    if (fault.empty()) {
-      net.zero_grad();
-      net.backward(dlogp.data(), batch);
-      fault = first_non_finite_gradient(net);
-    }
-    if (!fault.empty()) {
+    if (b == 0) shuffle_epoch(order, options.seed, epoch);
+    const StepResult r = train_step.run(order.data() + b * batch, batch, step, options.optimizer.lr, false,
+                                        [&](int64_t n) { if (hooks.after_backward) hooks.after_backward(step, n); });
+    const double loss = r.loss;
+    if (r.fault != StepResult::Fault::None) {
       result.diverged_at = step;
-      result.divergence = fault;
+      result.divergence = r.fault == StepResult::Fault::Loss ? "loss " + std::to_string(loss) : "gradient of " + r.where;
       result.curve.push_back({step, loss, std::nan(""), std::nan("")});
       break;
     }
-    if (hooks.after_backward) hooks.after_backward(step, batch);
-    optimizer->step(net.parameters(), net.gradients(), options.optimizer.lr);
     result.steps_done = step;
     interval_loss += loss;
     ++interval_steps;

@@ -27,6 +27,7 @@ struct LoopOptions {
   int64_t eval_images = 2000;         // the curve's test subset: the first N test images
   int64_t eval_batch = 1000;
   bool final_full_test = true;        // after the last step, evaluate the whole test set too
+  Fusion fusion = Fusion::Full;       // None: every layer's own output for the hooks (activations)
 };
 
 // One point of a run's curve; NaN marks what was not measured at that point.

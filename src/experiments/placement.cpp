@@ -67,7 +67,6 @@ class Placement final : public Experiment {
       for (const Variant& v : kVariants) {
         runs.push_back({key(v.model, seed), [&ctx, &v, seed](const ProgressFn& progress) {
                           Network net = build_model(model_text(v.model), v.model, *ctx.data, static_cast<uint64_t>(seed));
-                          net.fuse_batchnorm_relu();
                           const LoopOptions loop{.steps = ctx.options.steps,
                                                  .optimizer = {.kind = OptimizerKind::Adadelta, .lr = 1.0},
                                                  .seed = static_cast<uint64_t>(seed), .eval_every = ctx.options.eval_every};

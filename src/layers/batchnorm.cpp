@@ -11,11 +11,13 @@
 #include "bnlab/error.h"
 #include "bnlab/layers.h"
 #include "kernels/batchnorm.h"
+#include "layers/layer_kinds.h"
+#include "layers/spec_values.h"
 
 namespace bnlab {
 namespace {
 
-class BatchNorm final : public Layer {
+class BatchNorm final : public BatchNormLayer {
  public:
   BatchNorm(BatchNormKind kind, const BatchNormOptions& o) : kind_(kind), options_(o) {}
 
@@ -77,7 +79,26 @@ class BatchNorm final : public Layer {
     }
   }
 
-  void forward(float* y, const float* x, int64_t n, const RunContext& ctx) override {
+  const BatchNormOptions& options() const override { return options_; }
+
+  void forward(float* y, const float* x, int64_t n, const RunContext& ctx) override { run_forward(y, x, n, ctx, false); }
+  void forward_relu(float* y, const float* x, int64_t n, const RunContext& ctx) override { run_forward(y, x, n, ctx, true); }
+  void backward(float* dx, const float* dy, const float* x, const float* /*y*/, int64_t n) override {
+    run_backward(dx, dy, x, nullptr, n);
+  }
+  // The mask of the fused ReLU is its output's: dy passes where y > 0.
+  void backward_relu(float* dx, const float* dy, const float* x, const float* y, int64_t n) override {
+    run_backward(dx, dy, x, y, n);
+  }
+
+  void eval_affine(float* scale, float* shift) const override {
+    // invstd first into `scale`, which bn_affine then overwrites channel by channel
+    kernels::bn_invstd_from_var(scale, running_var_.data, options_.eps, channels_);
+    kernels::bn_affine(scale, shift, running_mean_.data, scale, weight_.data, bias_.data, channels_);
+  }
+
+ private:
+  void run_forward(float* y, const float* x, int64_t n, const RunContext& ctx, bool relu) {
     batch_stats_ = ctx.mode == Mode::Train || !options_.track_running_stats;
     if (batch_stats_) {
       synced_ = comm_ && ctx.mode == Mode::Train;
@@ -91,7 +112,7 @@ class BatchNorm final : public Layer {
       }
       if (!synced_) {  // one process: statistics and normalization fused, channel by channel
         kernels::bn_forward_train(y, mean_.data(), var_sum_.data(), invstd_.data(), x, weight_.data, bias_.data,
-                                  options_.eps, fused_relu_, n, channels_, spatial_);
+                                  options_.eps, relu, n, channels_, spatial_);
         if (ctx.mode == Mode::Train && options_.track_running_stats) update_running(count_);
         return;
       }
@@ -101,7 +122,7 @@ class BatchNorm final : public Layer {
       std::copy(running_mean_.data, running_mean_.data + channels_, mean_.begin());
       kernels::bn_invstd_from_var(invstd_.data(), running_var_.data, options_.eps, channels_);
     }
-    if (fused_relu_) {
+    if (relu) {
       kernels::bn_normalize_relu(y, x, mean_.data(), invstd_.data(), weight_.data, bias_.data, n,
                                  channels_, spatial_);
     } else {
@@ -110,21 +131,8 @@ class BatchNorm final : public Layer {
     }
   }
 
-  bool eval_affine(float* scale, float* shift) const override {
-    if (!options_.track_running_stats) return false;  // eval normalizes with batch statistics
-    // invstd first into `scale`, which bn_affine then overwrites channel by channel
-    kernels::bn_invstd_from_var(scale, running_var_.data, options_.eps, channels_);
-    kernels::bn_affine(scale, shift, running_mean_.data, scale, weight_.data, bias_.data, channels_);
-    return true;
-  }
-
-  bool fuse_relu() override {
-    fused_relu_ = true;
-    return true;
-  }
-
-  void backward(float* dx, const float* dy, const float* x, const float* y, int64_t n) override {
-    const float* relu_out = fused_relu_ ? y : nullptr;  // y is after the fused ReLU
+  // relu_out: the output of a fused ReLU, whose mask dy passes through first (null: none).
+  void run_backward(float* dx, const float* dy, const float* x, const float* relu_out, int64_t n) {
     double* sum_dy = backward_sums_.data();
     double* sum_dy_xmu = backward_sums_.data() + channels_;
     if (dx && batch_stats_ && !synced_) {  // one process: the reductions and dx fused, per channel
@@ -148,6 +156,8 @@ class BatchNorm final : public Layer {
     }
   }
 
+
+ public:
   void set_communicator(Communicator* comm) override { comm_ = comm; }
 
   bool eval_mixes_samples() const override { return !options_.track_running_stats; }
@@ -160,6 +170,16 @@ class BatchNorm final : public Layer {
   }
 
   int64_t macs_per_sample() const override { return channels_ * spatial_; }
+
+  std::vector<std::pair<std::string, std::string>> spec_settings() const override {
+    std::vector<std::pair<std::string, std::string>> s;
+    if (options_.eps != 1e-5) s.emplace_back("eps", spec_value(options_.eps));
+    if (!options_.momentum) s.emplace_back("momentum", "none");
+    else if (*options_.momentum != 0.1) s.emplace_back("momentum", spec_value(*options_.momentum));
+    if (!options_.affine) s.emplace_back("affine", "false");
+    if (!options_.track_running_stats) s.emplace_back("track_running_stats", "false");
+    return s;
+  }
 
   std::string describe() const override {
     std::string s = std::to_string(channels_);
@@ -201,7 +221,6 @@ class BatchNorm final : public Layer {
   Shape input_shape_;
   TensorSlot weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
   bool batch_stats_ = true;  // which statistics the last forward normalized with
-  bool fused_relu_ = false;  // the following ReLU is applied here (Network::fuse_batchnorm_relu)
   Communicator* comm_ = nullptr;  // synchronized batch norm when set
   bool synced_ = false;           // the last forward used the global batch
   int64_t count_ = 0;             // values per channel behind the last batch statistics

@@ -5,11 +5,13 @@
 #include "bnlab/error.h"
 #include "bnlab/layers.h"
 #include "kernels/conv.h"
+#include "layers/layer_kinds.h"
+#include "layers/spec_values.h"
 
 namespace bnlab {
 namespace {
 
-class Conv2d final : public Layer {
+class Conv2d final : public Conv2dLayer {
  public:
   explicit Conv2d(const Conv2dOptions& o) : options_(o) {}
 
@@ -69,11 +71,11 @@ class Conv2d final : public Layer {
     kernels::conv2d_forward(y, x, weight_.data, bias_.data, scratch_.data(), geometry_, n, threads_);
   }
 
-  bool forward_fused(float* y, const float* x, int64_t n, const Epilogue& e) override {
-    if (e.maxpool2x2 && !kernels::conv_can_pool(geometry_)) return false;
-    kernels::conv2d_forward(y, x, weight_.data, bias_.data, scratch_.data(), geometry_, n, threads_,
-                            {.scale = e.scale, .shift = e.shift, .relu = e.relu, .maxpool2x2 = e.maxpool2x2});
-    return true;
+  bool can_pool() const override { return kernels::conv_can_pool(geometry_); }
+
+  void forward_epilogue(float* y, const float* x, int64_t n, const kernels::ConvEpilogue<float>& e) override {
+    if (e.maxpool2x2 && !can_pool()) fail("Conv2d", "epilogue", "this convolution cannot pool in its output loop");
+    kernels::conv2d_forward(y, x, weight_.data, bias_.data, scratch_.data(), geometry_, n, threads_, e);
   }
 
   void backward(float* dx, const float* dy, const float* x, const float*, int64_t n) override {
@@ -83,6 +85,15 @@ class Conv2d final : public Layer {
 
   int64_t macs_per_sample() const override {
     return geometry_.weight_size() * geometry_.out_height() * geometry_.out_width();
+  }
+
+  std::vector<std::pair<std::string, std::string>> spec_settings() const override {
+    std::vector<std::pair<std::string, std::string>> s = {{"out_channels", spec_value(options_.out_channels)},
+                                                          {"kernel_size", spec_value(options_.kernel_size)}};
+    if (options_.stride != 1) s.emplace_back("stride", spec_value(options_.stride));
+    if (options_.padding != 0) s.emplace_back("padding", spec_value(options_.padding));
+    if (!options_.bias) s.emplace_back("bias", "false");
+    return s;
   }
 
   std::string describe() const override {

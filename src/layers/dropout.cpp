@@ -8,19 +8,19 @@
 #include "bnlab/error.h"
 #include "bnlab/layers.h"
 #include "kernels/elementwise.h"
+#include "layers/spec_values.h"
 
 namespace bnlab {
 namespace {
 
 class Dropout final : public Layer {
  public:
-  explicit Dropout(const DropoutOptions& o) : p_(static_cast<float>(o.p)) {
+  explicit Dropout(const DropoutOptions& o) : p_option_(o.p), p_(static_cast<float>(o.p)) {
     if (!(o.p >= 0 && o.p < 1)) fail("Dropout", "p", "must be in [0, 1)");
   }
 
   std::string_view type() const override { return "Dropout"; }
-
-  bool identity_in_eval() const override { return true; }
+  LayerKind kind() const override { return LayerKind::Dropout; }
 
   Shape setup(const Shape& in) override {
     size_ = numel(in);
@@ -47,6 +47,10 @@ class Dropout final : public Layer {
     }
   }
 
+  std::vector<std::pair<std::string, std::string>> spec_settings() const override {
+    return {{"p", spec_value(static_cast<double>(p_option_))}};
+  }
+
   std::string describe() const override {
     char text[32];
     std::snprintf(text, sizeof text, "p=%g", static_cast<double>(p_));
@@ -54,6 +58,7 @@ class Dropout final : public Layer {
   }
 
  private:
+  double p_option_;  // as given, for spec_settings
   float p_;
   int64_t size_ = 0;
   bool training_ = false;

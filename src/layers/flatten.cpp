@@ -9,6 +9,7 @@ namespace {
 class Flatten final : public Layer {
  public:
   std::string_view type() const override { return "Flatten"; }
+  LayerKind kind() const override { return LayerKind::Flatten; }
   Shape setup(const Shape& in) override {
     size_ = numel(in);
     return {size_};

@@ -5,6 +5,7 @@
 #include "bnlab/error.h"
 #include "bnlab/layers.h"
 #include "kernels/linear.h"
+#include "layers/spec_values.h"
 
 namespace bnlab {
 namespace {
@@ -14,6 +15,7 @@ class Linear final : public Layer {
   explicit Linear(const LinearOptions& o) : options_(o) {}
 
   std::string_view type() const override { return "Linear"; }
+  LayerKind kind() const override { return LayerKind::Linear; }
 
   Shape setup(const Shape& in) override {
     if (in.size() != 1) {
@@ -50,6 +52,12 @@ class Linear final : public Layer {
   }
 
   int64_t macs_per_sample() const override { return in_features_ * options_.out_features; }
+
+  std::vector<std::pair<std::string, std::string>> spec_settings() const override {
+    std::vector<std::pair<std::string, std::string>> s = {{"out_features", spec_value(options_.out_features)}};
+    if (!options_.bias) s.emplace_back("bias", "false");
+    return s;
+  }
 
   std::string describe() const override {
     return std::to_string(in_features_) + ", " + std::to_string(options_.out_features) +

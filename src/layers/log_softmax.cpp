@@ -9,6 +9,7 @@ namespace {
 class LogSoftmax final : public Layer {
  public:
   std::string_view type() const override { return "LogSoftmax"; }
+  LayerKind kind() const override { return LayerKind::LogSoftmax; }
   Shape setup(const Shape& in) override {
     if (in.size() != 1) fail("LogSoftmax", "input", "expects (classes) per sample, got " + to_string(in));
     classes_ = in[0];

@@ -5,11 +5,13 @@
 #include "bnlab/error.h"
 #include "bnlab/layers.h"
 #include "kernels/pool.h"
+#include "layers/layer_kinds.h"
+#include "layers/spec_values.h"
 
 namespace bnlab {
 namespace {
 
-class MaxPool2d final : public Layer {
+class MaxPool2d final : public MaxPool2dLayer {
  public:
   explicit MaxPool2d(const MaxPool2dOptions& o) : options_(o) {
     if (options_.stride == 0) options_.stride = options_.kernel_size;
@@ -37,9 +39,7 @@ class MaxPool2d final : public Layer {
     return {in[0], geometry_.out_height(), geometry_.out_width()};
   }
 
-  bool is_maxpool2x2() const override {
-    return options_.kernel_size == 2 && options_.stride == 2 && options_.padding == 0;
-  }
+  const MaxPool2dOptions& options() const override { return options_; }
 
   void reserve(int64_t max_batch, int) override {
     argmax_.assign(static_cast<size_t>(max_batch * geometry_.channels * geometry_.out_height() *
@@ -53,6 +53,13 @@ class MaxPool2d final : public Layer {
 
   void backward(float* dx, const float* dy, const float*, const float*, int64_t n) override {
     if (dx) kernels::maxpool2d_backward(dx, dy, argmax_.data(), geometry_, n);
+  }
+
+  std::vector<std::pair<std::string, std::string>> spec_settings() const override {
+    std::vector<std::pair<std::string, std::string>> s = {{"kernel_size", spec_value(options_.kernel_size)}};
+    if (options_.stride != options_.kernel_size) s.emplace_back("stride", spec_value(options_.stride));
+    if (options_.padding != 0) s.emplace_back("padding", spec_value(options_.padding));
+    return s;
   }
 
   std::string describe() const override {

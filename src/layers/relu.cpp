@@ -8,6 +8,7 @@ namespace {
 class ReLU final : public Layer {
  public:
   std::string_view type() const override { return "ReLU"; }
+  LayerKind kind() const override { return LayerKind::ReLU; }
   Shape setup(const Shape& in) override {
     size_ = numel(in);
     return in;

@@ -10,7 +10,6 @@
 
 #include "bnlab/error.h"
 #include "bnlab/layers.h"
-#include "bnlab/network.h"
 #include "bnlab/rng.h"
 
 namespace bnlab {
@@ -23,6 +22,7 @@ class Residual final : public Layer {
   }
 
   std::string_view type() const override { return "Residual"; }
+  LayerKind kind() const override { return LayerKind::Residual; }
 
   Shape setup(const Shape& in) override {
     shapes_ = {in};
@@ -112,6 +112,8 @@ class Residual final : public Layer {
 #pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < count; ++j) dx[j] += dy[j];
   }
+
+  std::span<const NamedLayer> children() const override { return body_; }
 
   int64_t macs_per_sample() const override {
     int64_t total = 0;

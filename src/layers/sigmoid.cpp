@@ -9,6 +9,7 @@ namespace {
 class Sigmoid final : public Layer {
  public:
   std::string_view type() const override { return "Sigmoid"; }
+  LayerKind kind() const override { return LayerKind::Sigmoid; }
   Shape setup(const Shape& in) override {
     size_ = numel(in);
     return in;

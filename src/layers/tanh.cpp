@@ -8,6 +8,7 @@ namespace {
 class Tanh final : public Layer {
  public:
   std::string_view type() const override { return "Tanh"; }
+  LayerKind kind() const override { return LayerKind::Tanh; }
   Shape setup(const Shape& in) override {
     size_ = numel(in);
     return in;

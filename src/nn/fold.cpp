@@ -4,27 +4,44 @@
 #include <cmath>
 #include <map>
 
-#include "bnlab/error.h"
+#include "bnlab/spec.h"
+#include "layers/layer_kinds.h"
 
 namespace bnlab {
 namespace {
 
-const SpecSetting* setting(const SpecLine& line, const std::string& key) {
-  for (const SpecSetting& s : line.settings)
-    if (s.key == key) return &s;
-  return nullptr;
+struct Fold {
+  std::string layer, bn;  // state_dict prefixes: "conv1", "block.0"
+  double eps;
+};
+
+bool foldable(std::span<const NamedLayer> layers, size_t i) {
+  const LayerKind kind = layers[i].layer->kind();
+  return (kind == LayerKind::Conv2d || kind == LayerKind::Linear) && i + 1 < layers.size() &&
+         layers[i + 1].layer->kind() == LayerKind::BatchNorm &&
+         as<BatchNormLayer>(*layers[i + 1].layer).options().track_running_stats;
 }
 
-bool is_batchnorm(const SpecLine& line) { return line.type == "BatchNorm1d" || line.type == "BatchNorm2d"; }
-
-bool tracks_statistics(const SpecLine& line) {
-  const SpecSetting* s = setting(line, "track_running_stats");
-  return !s || s->value == "true" || s->value == "True";
-}
-
-double eps_of(const SpecLine& line) {
-  const SpecSetting* s = setting(line, "eps");
-  return s ? std::stod(s->value) : 1e-5;
+// The spec lines of one level of `layers`, each BN that can be folded left out and recorded,
+// its layer before given a bias. `prefix` names the level ("", "block.").
+void fold_level(std::span<const NamedLayer> layers, const std::string& prefix, NetworkSpec& out,
+                std::vector<Fold>& folds) {
+  for (size_t i = 0; i < layers.size(); ++i) {
+    SpecLine line = spec_line(layers[i]);
+    if (!layers[i].layer->children().empty()) {
+      out.layers.push_back(line);
+      fold_level(layers[i].layer->children(), prefix + layers[i].name + ".", out, folds);
+      out.layers.push_back(block_end());
+      continue;
+    }
+    if (foldable(layers, i)) {
+      folds.push_back({prefix + layers[i].name, prefix + layers[i + 1].name,
+                       as<BatchNormLayer>(*layers[i + 1].layer).options().eps});
+      std::erase_if(line.settings, [](const SpecSetting& s) { return s.key == "bias"; });
+      ++i;  // the BN line is gone
+    }
+    out.layers.push_back(line);
+  }
 }
 
 std::map<std::string, TensorView> by_name(std::vector<TensorView> views) {
@@ -35,39 +52,11 @@ std::map<std::string, TensorView> by_name(std::vector<TensorView> views) {
 
 }  // namespace
 
-std::string spec_text(const NetworkSpec& spec) {
-  std::string text;
-  for (const SpecLine& line : spec.layers) {
-    if (!line.name.empty()) text += line.name + ": ";
-    text += line.type;
-    for (const SpecSetting& s : line.settings) text += " " + s.key + "=" + s.value;
-    text += "\n";
-  }
-  return text;
-}
-
-FoldedNetwork fold_batchnorm(const NetworkSpec& spec, Network& trained, const Shape& input_shape) {
-  struct Fold {
-    std::string layer, bn;
-    double eps;
-  };
-  NetworkSpec folded{spec.source + " (BN folded)", {}};
+FoldedNetwork fold_batchnorm(Network& trained) {
+  NetworkSpec spec{"folded network", {}};
   std::vector<Fold> folds;
-  for (size_t i = 0; i < spec.layers.size(); ++i) {
-    SpecLine line = spec.layers[i];
-    if (line.name.empty()) line.name = std::to_string(i);  // keep the original tensor names
-    const bool foldable = (line.type == "Conv2d" || line.type == "Linear") && i + 1 < spec.layers.size() &&
-                          is_batchnorm(spec.layers[i + 1]) && tracks_statistics(spec.layers[i + 1]);
-    if (foldable) {
-      const SpecLine& bn = spec.layers[i + 1];
-      folds.push_back({line.name, bn.name.empty() ? std::to_string(i + 1) : bn.name, eps_of(bn)});
-      std::erase_if(line.settings, [](const SpecSetting& s) { return s.key == "bias"; });
-      line.settings.push_back({"bias", "true", 0});
-      ++i;  // the BN line is gone
-    }
-    folded.layers.push_back(line);
-  }
-  FoldedNetwork result{folded, spec_text(folded), build_network(folded, input_shape)};
+  fold_level(trained.layers(), "", spec, folds);
+  FoldedNetwork result{spec_text(spec), build_network(spec, trained.input_shape()), static_cast<int>(folds.size())};
 
   auto source = by_name(trained.state_dict());
   // Everything that survives keeps its name and its values...

@@ -3,24 +3,30 @@
 
 #include <gtest/gtest.h>
 
+#include "bnlab/spec.h"
 #include "gradcheck.h"
 
 namespace bnlab {
 namespace {
 
-TEST(FoldBatchNorm, FoldedAndUnfoldedEvalOutputsAgree) {
-  const NetworkSpec spec = load_spec("seed");
-  Network net = build_network(spec, {1, 28, 28});
-  net.initialize(4);
-  // Running statistics and affine parameters away from their defaults, as after training.
+// Randomizes running statistics and BN affine parameters, as after training (variances positive).
+void perturb_batchnorm(Network& net) {
   for (const TensorView& t : net.state_dict()) {
-    if (t.dtype != DType::F32 || t.name.find("_bn.") == std::string::npos) continue;
+    if (t.dtype != DType::F32 || t.name.find("bn") == std::string::npos) continue;
     float* v = static_cast<float*>(t.data);
     const bool positive = t.name.find("running_var") != std::string::npos || t.name.find(".weight") != std::string::npos;
     for (int64_t i = 0; i < numel(t.shape); ++i) v[i] = positive ? 0.5f + 0.1f * (i % 7) : 0.05f * ((i % 5) - 2);
   }
-  FoldedNetwork folded = fold_batchnorm(spec, net, {1, 28, 28});
+}
+
+TEST(FoldBatchNorm, FoldedAndUnfoldedEvalOutputsAgree) {
+  const NetworkSpec spec = load_spec("seed");
+  Network net = build_network(spec, {1, 28, 28});
+  net.initialize(4);
+  perturb_batchnorm(net);
+  FoldedNetwork folded = fold_batchnorm(net);
   EXPECT_EQ(folded.net.layer_count(), net.layer_count() - 3);
+  EXPECT_EQ(folded.folded, 3);
   EXPECT_EQ(folded.text.find("BatchNorm"), std::string::npos);
   // The text reads back to the same network.
   Network again = build_network(parse_spec(folded.text, "folded"), {1, 28, 28});
@@ -35,10 +41,75 @@ TEST(FoldBatchNorm, FoldedAndUnfoldedEvalOutputsAgree) {
   for (int i = 0; i < 80; ++i) EXPECT_NEAR(b[i], expected[i], 1e-4 + 1e-4 * std::abs(expected[i])) << i;
 }
 
+// The fold works on the built network, so BN inside residual blocks folds too, at any depth;
+// a BN after a ReLU, and the block's own structure, stay.
+TEST(FoldBatchNorm, FoldsInsideResidualBlocks) {
+  const char* text = R"(stem: Conv2d out_channels=4 kernel_size=3 padding=1 bias=false
+stem_bn: BatchNorm2d
+      ReLU
+block: Residual
+  conv: Conv2d out_channels=4 kernel_size=3 padding=1
+  bn: BatchNorm2d eps=0.001
+  ReLU
+  inner: Residual
+    c2: Conv2d out_channels=4 kernel_size=1
+    bn2: BatchNorm2d momentum=none
+  end
+end
+      ReLU
+after_bn: BatchNorm2d
+      Flatten
+fc: Linear out_features=6
+fc_bn: BatchNorm1d
+      LogSoftmax
+)";
+  Network net = build_network(parse_spec(text, "residual"), {2, 6, 6});
+  net.initialize(3);
+  perturb_batchnorm(net);
+  FoldedNetwork folded = fold_batchnorm(net);
+  EXPECT_EQ(folded.folded, 4);  // stem_bn, block.bn, block.inner.bn2, fc_bn; after_bn follows a ReLU
+  EXPECT_EQ(folded.text.find("bn2"), std::string::npos) << folded.text;
+  EXPECT_NE(folded.text.find("after_bn: BatchNorm2d"), std::string::npos) << folded.text;
+  // The folded convolutions gained the bias they lacked, under the original names.
+  bool stem_bias = false;
+  for (const TensorView& t : folded.net.state_dict()) stem_bias |= t.name == "stem.bias";
+  EXPECT_TRUE(stem_bias);
+  // The text reads back to the same tensors.
+  Network again = build_network(parse_spec(folded.text, "folded"), {2, 6, 6});
+  EXPECT_EQ(again.state_dict().size(), folded.net.state_dict().size());
+
+  net.reserve(5);
+  folded.net.reserve(5);
+  const auto x = testing::to_float(testing::random_vector(5 * 72, 4));
+  const float* a = net.forward(x.data(), 5, {.mode = Mode::Eval});
+  const std::vector<float> expected(a, a + 30);
+  const float* b = folded.net.forward(x.data(), 5, {.mode = Mode::Eval});
+  for (int i = 0; i < 30; ++i) EXPECT_NEAR(b[i], expected[i], 1e-5 + 1e-4 * std::abs(expected[i])) << i;
+}
+
+// A built network written as a spec builds the same network again: the same names, shapes and
+// settings (those a summary shows), for every preset.
+TEST(SpecText, BuiltNetworksReadBackToTheSameNetwork) {
+  for (const std::string& name : preset_names()) {
+    Network net = build_network(load_spec(name), {1, 28, 28});
+    const std::string text = spec_text(net);
+    Network again = build_network(parse_spec(text, name + " as text"), {1, 28, 28});
+    ASSERT_EQ(again.layer_count(), net.layer_count()) << text;
+    for (size_t i = 0; i < net.layer_count(); ++i) {
+      EXPECT_EQ(again.layer_name(i), net.layer_name(i));
+      EXPECT_EQ(again.layer(i).describe(), net.layer(i).describe());
+    }
+    const auto a = net.state_dict(), b = again.state_dict();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].name + to_string(a[i].shape), b[i].name + to_string(b[i].shape));
+    EXPECT_EQ(spec_text(again), text);
+  }
+}
+
 TEST(FoldBatchNorm, LeavesBatchNormWithoutRunningStatisticsAlone) {
   const NetworkSpec spec = parse_spec("c: Conv2d out_channels=2 kernel_size=3\nb: BatchNorm2d track_running_stats=false\n", "s");
   Network net = build_network(spec, {1, 5, 5});
-  FoldedNetwork folded = fold_batchnorm(spec, net, {1, 5, 5});
+  FoldedNetwork folded = fold_batchnorm(net);
   EXPECT_EQ(folded.net.layer_count(), 2u);
 }
 

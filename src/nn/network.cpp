@@ -7,6 +7,8 @@
 
 #include "bnlab/error.h"
 #include "bnlab/rng.h"
+#include "nn/inference_executor.h"
+#include "nn/training_executor.h"
 
 namespace bnlab {
 namespace {
@@ -22,7 +24,7 @@ int64_t aligned(int64_t n) { return (n + kAlignFloats - 1) / kAlignFloats * kAli
 }  // namespace
 
 Network::Network(std::vector<NamedLayer> layers, const Shape& input_shape)
-    : layers_(std::move(layers)), absorbed_(layers_.size(), false) {
+    : layers_(std::move(layers)) {
   // Every size is checked against kMaxValues before the next layer sees it and before anything
   // is allocated: a spec asking for a huge layer is an Error, not an overflow or a bad_alloc.
   const std::string limit = std::to_string(kMaxValues);
@@ -81,15 +83,6 @@ Network::Network(Network&&) noexcept = default;
 Network& Network::operator=(Network&&) noexcept = default;
 Network::~Network() = default;
 
-void Network::fuse_batchnorm_relu() {
-  if (capacity_ > 0) fail("network", "fuse", "fuse before reserving activations");
-  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
-    if (layers_[i + 1].layer->type() == "ReLU" && !absorbed_[i] && layers_[i].layer->fuse_relu()) {
-      absorbed_[i + 1] = true;
-    }
-  }
-}
-
 void Network::set_communicator(Communicator* comm) {
   for (auto& entry : layers_) entry.layer->set_communicator(comm);
 }
@@ -129,139 +122,42 @@ void Network::reserve_layers(int64_t max_batch) {
   for (auto& entry : layers_) entry.layer->reserve(layer_capacity_, threads_);
 }
 
-void Network::reserve(int64_t max_batch) {
+void Network::reserve(int64_t max_batch, const ExecutorOptions& options) {
   reserve_layers(max_batch);
-  if (max_batch <= capacity_) return;
-  activation_storage_.assign(layers_.size(), {});
-  outputs_.assign(layers_.size(), nullptr);
-  int64_t largest = 0;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const int64_t size = max_batch * numel(shapes_[i + 1]);
-    largest = std::max(largest, size);
-    if (!aliased(i)) activation_storage_[i].assign(size, 0.0f);
+  if (!training_ || training_->fusion() != options.fusion) {
+    training_ = std::make_unique<TrainingExecutor>(layers_, shapes_, options.fusion);
   }
-  grad_a_.assign(largest, 0.0f);
-  grad_b_.assign(largest, 0.0f);
-  capacity_ = max_batch;
+  training_->reserve(max_batch);
 }
 
-void Network::reserve_inference(int64_t max_batch) {
-  if (max_batch <= inference_capacity_ || max_batch <= capacity_) return;
+int64_t Network::capacity() const { return training_ ? training_->capacity() : 0; }
+
+void Network::reserve_inference(int64_t max_batch, const ExecutorOptions& options) {
+  const bool same = inference_ && inference_->fusion() == options.fusion;
+  if ((same && max_batch <= inference_->capacity()) || max_batch <= capacity()) return;
   // Per-sample networks run big eval batches in pieces whose activations stay in cache; a
   // network whose eval mixes samples (BN without running statistics) needs the whole batch.
   const int64_t piece = eval_is_per_sample() ? std::min(max_batch, kInferencePiece) : max_batch;
   reserve_layers(piece);
-  int64_t largest = 0;
-  for (size_t i = 0; i < layers_.size(); ++i) largest = std::max(largest, piece * numel(shapes_[i + 1]));
-  infer_a_.assign(largest, 0.0f);
-  infer_b_.assign(largest, 0.0f);
-  infer_out_.assign(max_batch * numel(shapes_.back()), 0.0f);
-  int64_t channels = 0;  // the widest per-channel epilogue a fused layer may need
-  for (size_t i = 0; i < layers_.size(); ++i) channels = std::max(channels, shapes_[i + 1].empty() ? 1 : shapes_[i + 1][0]);
-  infer_scale_.assign(channels, 0.0f);
-  infer_shift_.assign(channels, 0.0f);
-  inference_capacity_ = max_batch;
-  inference_piece_ = piece;
+  inference_ = std::make_unique<InferenceExecutor>(layers_, shapes_, options.fusion, max_batch, piece);
 }
 
 const float* Network::forward(const float* x, int64_t n, const RunContext& ctx) {
-  const bool keep = n <= capacity_;
-  if (n <= 0 || !(keep || (ctx.mode == Mode::Eval && n <= inference_capacity_))) {
+  const bool keep = n <= capacity();
+  const int64_t inference_capacity = inference_ ? inference_->capacity() : 0;
+  if (n <= 0 || !(keep || (ctx.mode == Mode::Eval && n <= inference_capacity))) {
     fail("network", "batch", "batch of " + std::to_string(n) + " samples exceeds the reserved " +
-                                 std::to_string(std::max(capacity_, inference_capacity_)));
+                                 std::to_string(std::max(capacity(), inference_capacity)));
   }
-  if (!keep) return infer(x, n, ctx);
-  input_ = x;
-  const float* in = x;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    Layer& layer = *layers_[i].layer;
-    // A view shares its input's memory; x is the caller's and stays const for every real layer.
-    float* out = aliased(i) ? const_cast<float*>(in) : activation_storage_[i].data();
-    RunContext layer_ctx = ctx;
-    layer_ctx.random_key = derive_key(ctx.random_key, i);
-    if (!absorbed_[i]) layer.forward(out, in, n, layer_ctx);
-    outputs_[i] = out;
-    in = out;
-  }
-  return in;
-}
-
-// Eval mode beyond the training capacity: piece by piece through two ping-pong buffers, no
-// activations kept; layers that are the identity in eval mode (Dropout) are skipped, and a layer
-// that can apply what follows it (a convolution: BN's affine map, ReLU, 2x2 max-pool) does.
-const float* Network::infer(const float* x, int64_t n, const RunContext& ctx) {
-  input_ = nullptr;
-  const int64_t in_size = numel(shapes_.front()), out_size = numel(shapes_.back());
-  for (int64_t begin = 0; begin < n; begin += inference_piece_) {
-    const int64_t len = std::min(inference_piece_, n - begin);
-    const float* in = x + begin * in_size;
-    for (size_t i = 0; i < layers_.size();) {
-      Layer& layer = *layers_[i].layer;
-      if (absorbed_[i] || layer.identity_in_eval()) {
-        ++i;
-        continue;
-      }
-      float* out = layer.is_view() ? const_cast<float*>(in) : in == infer_a_.data() ? infer_b_.data() : infer_a_.data();
-      if (const size_t next = infer_fused(i, out, in, len); next > i) {
-        i = next;
-      } else {
-        RunContext layer_ctx = ctx;
-        layer_ctx.random_key = derive_key(ctx.random_key, i);
-        layer_ctx.backward_follows = false;
-        layer.forward(out, in, len, layer_ctx);
-        ++i;
-      }
-      in = out;
-    }
-    std::copy(in, in + len * out_size, infer_out_.begin() + begin * out_size);
-  }
-  return infer_out_.data();
-}
-
-// Layer i with the layers after it that it can apply as its epilogue: an eval-mode affine
-// normalization, a ReLU (absorbed by that normalization or not), a 2x2 max-pool. Returns the
-// index of the first layer not run, or i if nothing was fused.
-size_t Network::infer_fused(size_t i, float* out, const float* in, int64_t n) {
-  Epilogue e;
-  size_t next = i + 1;
-  const auto type_at = [&](size_t j) { return j < layers_.size() ? layers_[j].layer->type() : std::string_view(); };
-  if (next < layers_.size() && layers_[next].layer->eval_affine(infer_scale_.data(), infer_shift_.data())) {
-    e.scale = infer_scale_.data();
-    e.shift = infer_shift_.data();
-    ++next;
-  }
-  if (type_at(next) == "ReLU") {
-    e.relu = true;
-    ++next;
-  }
-  if (next < layers_.size() && layers_[next].layer->is_maxpool2x2()) {
-    e.maxpool2x2 = true;
-    ++next;
-  }
-  if (next == i + 1) return i;
-  Layer& layer = *layers_[i].layer;
-  if (layer.forward_fused(out, in, n, e)) return next;
-  if (!e.maxpool2x2) return i;
-  e.maxpool2x2 = false;  // the pooling on its own, then
-  return layer.forward_fused(out, in, n, e) ? next - 1 : i;
+  return keep ? training_->forward(x, n, ctx) : inference_->run(x, n, ctx);
 }
 
 void Network::backward(const float* dout, int64_t n, float* dinput, const std::function<void(size_t)>& layer_done) {
-  const float* grad = dout;
-  for (size_t i = layers_.size(); i-- > 0;) {
-    Layer& layer = *layers_[i].layer;
-    const float* in = i == 0 ? input_ : outputs_[i - 1];
-    if (absorbed_[i]) continue;  // its layer before applies its backward too
-    float* dx = dinput;
-    if (i > 0) {
-      if (aliased(i)) dx = const_cast<float*>(grad);
-      else dx = grad == grad_a_.data() ? grad_b_.data() : grad_a_.data();
-    }
-    layer.backward(dx, grad, in, outputs_[i], n);
-    if (layer_done) layer_done(i);
-    grad = dx;
-  }
+  if (!training_ || n <= 0 || n > capacity()) fail("network", "backward", "no training forward of this batch to go back through");
+  training_->backward(dout, n, dinput, layer_done);
 }
+
+const float* Network::activation(size_t i) const { return training_ ? training_->activation(i) : nullptr; }
 
 void Network::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 

@@ -81,7 +81,6 @@ TEST(Network, FusedInferenceGivesTheLayerByLayerBits) {
                                                  {kOdd, {4, 11, 11}}};
   for (const auto& [text, shape] : cases) {
     Network net = build_network(parse_spec(text, "case"), shape);
-    net.fuse_batchnorm_relu();
     net.initialize(5);
     const auto stats = testing::random_vector(net.buffers().size(), 8, 0.5, 1.0);
     for (size_t i = 0; i < stats.size(); ++i) net.buffers()[i] = static_cast<float>(std::abs(stats[i]) + 0.1);  // variances too
@@ -132,9 +131,8 @@ TEST(Network, SameSeedSameThreadsSameBits) {
 TEST(Network, FusedBatchNormReluGivesTheSameOutputsAndGradients) {
   auto run = [](bool fuse, std::vector<float>* grads, int64_t* storage) {
     Network net = build_network(load_spec("seed"), {1, 28, 28});
-    if (fuse) net.fuse_batchnorm_relu();
     net.initialize(11);
-    net.reserve(6);
+    net.reserve(6, {.fusion = fuse ? Fusion::Full : Fusion::None});
     const auto x = testing::to_float(testing::random_vector(6 * 784, 12));
     const float* y = net.forward(x.data(), 6, {.mode = Mode::Train, .random_key = 5});
     std::vector<float> out(y, y + 60);

@@ -32,11 +32,7 @@ void run_eval(const EvalFlags& f) {
   Network net = build_network(spec, {1, data.test.height, data.test.width});
   check_labels(data.test, numel(net.output_shape()));
   load_checkpoint(net, f.weights);
-  if (f.fold_bn) {  // inference without BN passes; same results up to rounding
-    const Shape input = net.input_shape();
-    net = std::move(fold_batchnorm(spec, net, input).net);
-  }
-  net.fuse_batchnorm_relu();
+  if (f.fold_bn) net = std::move(fold_batchnorm(net).net);  // inference without BN passes; same results up to rounding
   std::vector<float> logp;
   const EvalResult r = evaluate(net, data.test, data, f.test_batch_size, f.outputs.empty() ? nullptr : &logp);
   if (!f.outputs.empty()) {

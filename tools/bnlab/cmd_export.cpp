@@ -44,14 +44,13 @@ void run_export(const ExportFlags& f) {
   load_checkpoint(net, f.weights);
   const std::string spec_path = f.spec_out.empty() ? f.out + ".spec" : f.spec_out;
   if (f.fold_bn) {
-    FoldedNetwork folded = fold_batchnorm(spec, net, input);
+    FoldedNetwork folded = fold_batchnorm(net);
     save_checkpoint(folded.net, f.out, {{"bnlab.spec_text", folded.text}});
     write_file_atomically(spec_path, [&](const ByteSink& sink) {
       const std::string text = "# " + f.model + " with batch norm folded for inference (bnlab export --fold-bn)\n" + folded.text;
       sink({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
     });
-    std::printf("folded %zu layers into %zu: %s (spec %s)\n", net.layer_count(), folded.net.layer_count(),
-                f.out.c_str(), spec_path.c_str());
+    std::printf("folded %d batch norm layers: %s (spec %s)\n", folded.folded, f.out.c_str(), spec_path.c_str());
   } else {
     const std::string text = spec_text(spec);
     save_checkpoint(net, f.out, {{"bnlab.spec_text", text}});

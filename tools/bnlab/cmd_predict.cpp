@@ -61,7 +61,6 @@ void run_predict(const PredictFlags& f) {
   set_threads(f.threads);
   const DigitOptions options;
   Network net = build_network(load_spec(f.model), {1, options.size, options.size});
-  net.fuse_batchnorm_relu();
   load_checkpoint(net, f.weights);
   const int64_t classes = numel(net.output_shape());
   const int64_t pixels = options.size * options.size;

@@ -133,7 +133,6 @@ void run_train(const TrainFlags& f) {
   limit_samples(data.train, f.limit_train);
   limit_samples(data.test, f.limit_test);
   Network net = build_network(spec, {1, data.train.height, data.train.width});
-  net.fuse_batchnorm_relu();
   const int64_t classes = numel(net.output_shape());
   check_labels(data.train, classes);
   check_labels(data.test, classes);
