@@ -46,7 +46,8 @@ NetworkSpec parse_spec(std::string_view text, const std::string& source);
 // Builds the layers, checks every key and shape; `input_shape` is per sample, e.g. {1, 28, 28}.
 Network build_network(const NetworkSpec& spec, const Shape& input_shape);
 
-// Names of the built-in networks: "seed", "seed-nobn", "seed-bn-after-relu".
+// Names of the built-in networks (the files of specs/, compiled in): "seed", "seed-nobn",
+// "seed-bn-after-relu", "seed-bn-conv-only", "paper-mlp", "paper-mlp-bn".
 std::vector<std::string> preset_names();
 // The spec text of a preset, or an empty string for an unknown name.
 std::string preset_text(std::string_view name);
