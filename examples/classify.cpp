@@ -1,5 +1,6 @@
 // Classifies digit images (PNG or PGM, any size, either polarity) with a checkpoint of the seed
-// network, through the library's image API: read_image -> center_digit -> normalize_digit.
+// network, through the library's image API: read_image -> center_digit -> normalize_digit
+// (bnlab/image.h, the component bnlab::image: the one part of bnlab that needs libpng).
 //
 //   classify MODEL.safetensors IMAGE...
 #include <algorithm>

@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
 """Writes the fuzzers' seed corpora (fuzz/corpus/{idx,safetensors,spec}/): small valid files and
 edge cases from which libFuzzer mutates. Standard library only; deterministic output, so the
-committed corpus is what this script writes. The spec seeds copy the presets of
-src/nn/presets.cpp (checked here against that file).
+committed corpus is what this script writes. The spec seeds are the built-in networks, read from
+specs/ (the files the library embeds), and edge cases.
 
     python3 fuzz/make_corpus.py
 """
 import gzip
 import json
-import re
 import struct
 from pathlib import Path
 
@@ -77,11 +76,11 @@ write("safetensors", "zero-sized", safetensors([
 ]))
 write("safetensors", "metadata-only", safetensors([], {"format": "pt"}))
 
-# Network specs: the presets, as src/nn/presets.cpp holds them, and edge cases.
-presets = re.findall(r'\{"([\w-]+)", R"\((.*?)\)"\}', (ROOT.parent / "src/nn/presets.cpp").read_text(), re.S)
-assert [name for name, _ in presets] == ["seed", "seed-nobn", "seed-bn-after-relu"], presets
-for name, text in presets:
-    write("spec", name, text)
+# Network specs: the built-in networks of specs/, byte for byte, and edge cases.
+presets = sorted((ROOT.parent / "specs").glob("*.spec"))
+assert "seed" in [p.stem for p in presets], presets
+for path in presets:
+    write("spec", path.stem, path.read_bytes())
 write("spec", "every-key", """\
 # every layer and key
 c: Conv2d out_channels=4 kernel_size=5 stride=2 padding=2 bias=false

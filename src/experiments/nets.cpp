@@ -4,42 +4,8 @@
 #include "bnlab/spec.h"
 
 namespace bnlab::experiments {
-namespace {
-
-constexpr const char* kSeedBnConvOnly = R"(# The tutorial's network with BN on the conv layers only.
-conv1:    Conv2d out_channels=32 kernel_size=3 stride=1
-conv1_bn: BatchNorm2d
-          ReLU
-conv2:    Conv2d out_channels=64 kernel_size=3 stride=1
-conv2_bn: BatchNorm2d
-          ReLU
-          MaxPool2d kernel_size=2
-dropout1: Dropout p=0.25
-          Flatten
-fc1:      Linear out_features=128
-          ReLU
-fc2:      Linear out_features=10
-          LogSoftmax
-)";
-
-std::string paper_mlp(bool bn) {
-  std::string text = "# Ioffe & Szegedy 2015, sec. 4.1: 3 hidden layers of 100 sigmoids" +
-                     std::string(bn ? ", BN before each sigmoid" : "") + "\n    Flatten\n";
-  for (int i = 1; i <= 3; ++i) {
-    text += "fc" + std::to_string(i) + ": Linear out_features=100\n";
-    if (bn) text += "bn" + std::to_string(i) + ": BatchNorm1d\n";
-    text += "    Sigmoid\n";
-  }
-  return text + "out: Linear out_features=10\n    LogSoftmax\n";
-}
-
-}  // namespace
-
 std::string model_text(const std::string& name) {
   if (std::string text = preset_text(name); !text.empty()) return text;
-  if (name == "seed-bn-conv-only") return kSeedBnConvOnly;
-  if (name == "paper-mlp") return paper_mlp(false);
-  if (name == "paper-mlp-bn") return paper_mlp(true);
   fail("experiment", "model", "unknown model '" + name + "'");
 }
 

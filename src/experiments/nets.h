@@ -1,4 +1,5 @@
-// The networks the experiments train beyond the presets, as spec text (bnlab/spec.h).
+// The networks the experiments train, as spec text (bnlab/spec.h): the built-in ones of specs/,
+// and the deep networks, generated here since their depth and width are parameters.
 #pragma once
 
 #include <cstdint>
@@ -9,9 +10,10 @@
 
 namespace bnlab::experiments {
 
-// A preset's text, or one of: "seed-bn-conv-only" (the tutorial's network with BN on the two
-// conv layers only), "paper-mlp" / "paper-mlp-bn" (Ioffe & Szegedy 2015, sec. 4.1: 784 -> three
-// fully connected layers of 100 sigmoids -> 10, with BN before each sigmoid in the second).
+// A preset's text (specs/<name>.spec), among them "seed-bn-conv-only" (the tutorial's network
+// with BN on the two conv layers only) and "paper-mlp" / "paper-mlp-bn" (Ioffe & Szegedy 2015,
+// sec. 4.1: 784 -> three fully connected layers of 100 sigmoids -> 10, with BN before each
+// sigmoid in the second); an Error for any other name.
 std::string model_text(const std::string& name);
 
 // Deep fully connected ReLU networks of `depth` Linear layers, `width` units each:

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "bnlab/error.h"
 
 namespace bnlab {
@@ -39,6 +42,18 @@ TEST(Spec, EveryPresetBuilds) {
     Network net = build_network(load_spec(name), {1, 28, 28});
     EXPECT_EQ(net.output_shape(), Shape({10})) << name;
   }
+}
+
+// The presets are the files of specs/, byte for byte (cmake/embed_specs.cmake compiles them in).
+TEST(Spec, PresetsAreTheFilesOfSpecs) {
+  for (const std::string& name : preset_names()) {
+    std::ifstream in(std::string(BNLAB_SPECS) + "/" + name + ".spec", std::ios::binary);
+    ASSERT_TRUE(in) << name;
+    std::ostringstream text;
+    text << in.rdbuf();
+    EXPECT_EQ(preset_text(name), text.str()) << name;
+  }
+  EXPECT_EQ(preset_text("no-such-preset"), "");
 }
 
 TEST(Spec, UnnamedLayersAreNamedByIndexAsInSequential) {
@@ -115,7 +130,8 @@ TEST(Spec, UnknownModelNamesPresets) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), "/nonexistent/model.spec: model: neither a preset (seed, seed-nobn, "
-                                     "seed-bn-after-relu) nor a readable spec file");
+                                     "seed-bn-after-relu, seed-bn-conv-only, paper-mlp, paper-mlp-bn) "
+                                     "nor a readable spec file");
   }
 }
 
