@@ -10,7 +10,7 @@
 
 #include "cpu_features.h"
 #include "gradcheck.h"
-#include "kernels/winograd.h"
+#include "kernels/winograd/winograd.h"
 
 namespace bnlab::kernels {
 namespace {

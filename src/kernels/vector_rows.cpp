@@ -1,6 +1,6 @@
 #include "kernels/vector_rows.h"
 
-#include "kernels/multiversion.h"
+#include "kernels/x86/multiversion.h"
 
 namespace bnlab::kernels {
 

@@ -1,13 +1,17 @@
 // The update rules, written as PyTorch 1.13 writes them (tensor ops in float, scalars rounded
 // to float), so that one step matches torch.optim to float rounding. Elementwise, so a static
-// split over threads gives the same bits for any thread count.
+// split over threads gives the same bits for any thread count. Compiled with
+// "-ffp-contract=off;-fno-math-errno" (src/CMakeLists.txt): without contraction each operation
+// rounds on its own, as PyTorch's tensor ops, in every instruction-set clone (one Adadelta and
+// one SGD step are checked against PyTorch in tests/pytorch_parity_test.cpp); without errno the
+// square roots vectorize.
 #include <omp.h>
 
 #include <cmath>
 
 #include "bnlab/error.h"
 #include "bnlab/optim.h"
-#include "kernels/multiversion.h"
+#include "kernels/x86/multiversion.h"
 
 namespace bnlab {
 namespace {

@@ -1,10 +1,14 @@
-#include "kernels/rows.h"
+// The float row loops of rows.h, multi-versioned (kernels/x86/multiversion.h). Compiled with
+// -ffp-contract=fast (src/kernels/kernels.cmake): x * alpha + beta is one fused multiply-add in
+// the AVX2 and AVX-512 clones, as in PyTorch's vectorized BN (rows.h says why);
+// FpContract.RowAffineFusesTheMultiplyAdd (src/kernels/fp_contract_test.cpp) fails without it.
+#include "kernels/batchnorm/rows.h"
 
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/lanes.h"
-#include "kernels/multiversion.h"
+#include "kernels/batchnorm/lanes.h"
+#include "kernels/x86/multiversion.h"
 
 namespace bnlab::kernels {
 namespace {

@@ -3,11 +3,13 @@
 // square rounds once and is then added, on every instruction set. Contraction would fuse the two
 // in the AVX2/AVX-512 clones and not in the baseline one, and the clones would disagree in the
 // last bit; std::fma would agree, but the baseline clone would call libm for every element.
+// The flag is set in src/kernels/kernels.cmake; FpContract.ShiftedSumsRoundEachSquare
+// (src/kernels/fp_contract_test.cpp) fails without it on a CPU with FMA.
 #include <cstdint>
 
-#include "kernels/lanes.h"
-#include "kernels/multiversion.h"
-#include "kernels/rows.h"
+#include "kernels/batchnorm/lanes.h"
+#include "kernels/x86/multiversion.h"
+#include "kernels/batchnorm/rows.h"
 
 namespace bnlab::kernels {
 

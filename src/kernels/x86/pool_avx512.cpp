@@ -7,7 +7,7 @@
 #include "kernels/vector_rows.h"
 
 #if defined(__x86_64__)
-#include "kernels/avx512_rows.h"
+#include "kernels/x86/avx512_rows.h"
 
 namespace bnlab::kernels {
 namespace {
