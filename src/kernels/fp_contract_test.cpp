@@ -4,8 +4,8 @@
 // (PyTorch's vectorized BN does the same); batchnorm/row_moments.cpp with -ffp-contract=off, so
 // that each square of the statistics rounds before it is added, the same bits with or without
 // FMA. Each test picks inputs where the fused and the separate roundings differ, and fails if the
-// file was compiled the other way. On a CPU without FMA the multi-versioned loops never fuse; the
-// fused checks are skipped there.
+// file was compiled the other way. The baseline clones (a CPU without FMA, or BNLAB_MAX_CPU_ISA=baseline)
+// never fuse; the fused checks are skipped there.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,17 +14,13 @@
 
 #include "kernels/batchnorm/rows.h"
 #include "kernels/winograd/winograd.h"
+#include "kernels/x86/cpu_isa.h"
 
 namespace bnlab::kernels {
 namespace {
 
-bool cpu_has_fma() {
-#if defined(__x86_64__)
-  return __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
+// The AVX2 and AVX-512 clones have FMA; the baseline one (or a CPU without) never fuses.
+bool clones_have_fma() { return cpu_isa() >= Isa::Avx2; }
 
 // x * alpha rounded, then + beta rounded (volatile: the test's own file must not fuse either).
 float separate(float x, float alpha, float beta) {
@@ -45,7 +41,7 @@ Affine distinguishing_affine() {
 }
 
 TEST(FpContract, RowAffineFusesTheMultiplyAdd) {
-  if (!cpu_has_fma()) GTEST_SKIP() << "no FMA on this CPU";
+  if (!clones_have_fma()) GTEST_SKIP() << "no FMA on this CPU";
   const Affine a = distinguishing_affine();
   std::vector<float> x(64, a.x), y(64);
   row_affine(y.data(), x.data(), 64, a.alpha, a.beta);
@@ -53,7 +49,7 @@ TEST(FpContract, RowAffineFusesTheMultiplyAdd) {
 }
 
 TEST(FpContract, WinogradOutputFusesTheEpilogue) {
-  if (!cpu_has_fma()) GTEST_SKIP() << "no FMA on this CPU";
+  if (!clones_have_fma()) GTEST_SKIP() << "no FMA on this CPU";
   const Affine a = distinguishing_affine();
   const WinogradTiles t{1, 1};
   const int64_t plane = winograd_plane_stride(1);

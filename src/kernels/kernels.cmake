@@ -13,7 +13,8 @@ set(BNLAB_KERNEL_SOURCES
   ${_k}/winograd/conv_winograd.cpp ${_k}/winograd/winograd_input.cpp ${_k}/winograd/winograd_output.cpp
   ${_k}/winograd/winograd_filter.cpp
   ${_k}/pool/pool.cpp
-  # hand-written AVX-512 paths, taken at run time where the CPU has AVX-512F
+  # the run-time choice of instruction set (BNLAB_MAX_CPU_ISA), and the hand-written AVX-512 paths
+  ${_k}/x86/cpu_isa.cpp
   ${_k}/x86/winograd_avx512.cpp ${_k}/x86/pool_avx512.cpp
   ${_k}/elementwise.cpp ${_k}/softmax.cpp ${_k}/linear.cpp ${_k}/sigmoid.cpp)
 # x * alpha + beta must become one FMA where the CPU has it, as in PyTorch (batchnorm/rows.h); the

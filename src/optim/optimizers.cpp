@@ -27,8 +27,7 @@ struct AdadeltaScalars {
 // std::vectors the compiler must assume p aliases them), compiled per instruction set; this file
 // is compiled without contraction, so each operation rounds on its own, as PyTorch's tensor ops,
 // on every instruction set.
-BNLAB_MULTIVERSION
-void adadelta_update(float* __restrict p, const float* __restrict g, float* __restrict square_avg,
+BNLAB_INLINE void adadelta_update_body(float* __restrict p, const float* __restrict g, float* __restrict square_avg,
                      float* __restrict acc_delta, int64_t n, AdadeltaScalars k) {
   for (int64_t i = 0; i < n; ++i) {
     const float decayed = g[i] + k.wd * p[i];  // both sides computed: a select, not a branch
@@ -40,6 +39,8 @@ void adadelta_update(float* __restrict p, const float* __restrict g, float* __re
     p[i] += k.neg_lr * delta;
   }
 }
+BNLAB_MULTIVERSION(void, adadelta_update, (float* __restrict p, const float* __restrict g, float* __restrict square_avg, float* __restrict acc_delta, int64_t n, AdadeltaScalars k),
+                   (p, g, square_avg, acc_delta, n, k), adadelta_update_body)
 
 class Adadelta final : public Optimizer {
  public:

@@ -33,48 +33,53 @@ BNLAB_INLINE void for_each_from_line(const float* y, int64_t n, Body body) {
 }
 }  // namespace
 
-BNLAB_MULTIVERSION
-void row_sum(const float* x, int64_t n, double* sum) {
+BNLAB_INLINE void row_sum_body(const float* x, int64_t n, double* sum) {
   *sum += lane_sum<double>(n, [&](int64_t i) { return static_cast<double>(x[i]); });
 }
+BNLAB_MULTIVERSION(void, row_sum, (const float* x, int64_t n, double* sum),
+                   (x, n, sum), row_sum_body)
 
-BNLAB_MULTIVERSION
-void row_squared_deviations(const float* x, int64_t n, float mean, double* squares) {
+BNLAB_INLINE void row_squared_deviations_body(const float* x, int64_t n, float mean, double* squares) {
   *squares += lane_sum<double>(n, [&](int64_t i) {
     const float d = x[i] - mean;
     return static_cast<double>(d * d);  // the square in float, then widened
   });
 }
+BNLAB_MULTIVERSION(void, row_squared_deviations, (const float* x, int64_t n, float mean, double* squares),
+                   (x, n, mean, squares), row_squared_deviations_body)
 
-BNLAB_MULTIVERSION
-void row_affine(float* y, const float* x, int64_t n, float alpha, float beta) {
+BNLAB_INLINE void row_affine_body(float* y, const float* x, int64_t n, float alpha, float beta) {
   for_each_from_line(y, n, [&](int64_t i) { y[i] = x[i] * alpha + beta; });
 }
+BNLAB_MULTIVERSION(void, row_affine, (float* y, const float* x, int64_t n, float alpha, float beta),
+                   (y, x, n, alpha, beta), row_affine_body)
 
-BNLAB_MULTIVERSION
-void row_affine_relu(float* y, const float* x, int64_t n, float alpha, float beta) {
+BNLAB_INLINE void row_affine_relu_body(float* y, const float* x, int64_t n, float alpha, float beta) {
   for_each_from_line(y, n, [&](int64_t i) {
     const float v = x[i] * alpha + beta;
     y[i] = v < 0.0f ? 0.0f : v;
   });
 }
+BNLAB_MULTIVERSION(void, row_affine_relu, (float* y, const float* x, int64_t n, float alpha, float beta),
+                   (y, x, n, alpha, beta), row_affine_relu_body)
 
-BNLAB_MULTIVERSION
-void row_sum_dot(const float* dy, const float* x, int64_t n, float mean, double* sum, double* dot) {
+BNLAB_INLINE void row_sum_dot_body(const float* dy, const float* x, int64_t n, float mean, double* sum, double* dot) {
   float s, d;  // PyTorch also reduces a row in float, then adds it in double
   lane_sum2<float>(n, [&](int64_t i) { return dy[i]; }, [&](int64_t i) { return dy[i] * (x[i] - mean); }, &s, &d);
   *sum += s;
   *dot += d;
 }
+BNLAB_MULTIVERSION(void, row_sum_dot, (const float* dy, const float* x, int64_t n, float mean, double* sum, double* dot),
+                   (dy, x, n, mean, sum, dot), row_sum_dot_body)
 
-BNLAB_MULTIVERSION
-void row_bn_input_grad(float* dx, const float* dy, const float* x, int64_t n, float mean, float k,
+BNLAB_INLINE void row_bn_input_grad_body(float* dx, const float* dy, const float* x, int64_t n, float mean, float k,
                        float grad_mean, float scale) {
   for_each_from_line(dx, n, [&](int64_t i) { dx[i] = (dy[i] - grad_mean - (x[i] - mean) * k) * scale; });
 }
+BNLAB_MULTIVERSION(void, row_bn_input_grad, (float* dx, const float* dy, const float* x, int64_t n, float mean, float k, float grad_mean, float scale),
+                   (dx, dy, x, n, mean, k, grad_mean, scale), row_bn_input_grad_body)
 
-BNLAB_MULTIVERSION
-void row_sum_dot_masked(const float* dy, const float* y, const float* x, int64_t n, float mean,
+BNLAB_INLINE void row_sum_dot_masked_body(const float* dy, const float* y, const float* x, int64_t n, float mean,
                         double* sum, double* dot) {
   // dy loaded unconditionally, so that the select vectorizes
   auto g = [&](int64_t i) {
@@ -86,9 +91,10 @@ void row_sum_dot_masked(const float* dy, const float* y, const float* x, int64_t
   *sum += s;
   *dot += d;
 }
+BNLAB_MULTIVERSION(void, row_sum_dot_masked, (const float* dy, const float* y, const float* x, int64_t n, float mean, double* sum, double* dot),
+                   (dy, y, x, n, mean, sum, dot), row_sum_dot_masked_body)
 
-BNLAB_MULTIVERSION
-void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const float* x, int64_t n,
+BNLAB_INLINE void row_bn_input_grad_masked_body(float* dx, const float* dy, const float* y, const float* x, int64_t n,
                               float mean, float k, float grad_mean, float scale) {
   for_each_from_line(dx, n, [&](int64_t i) {
     const float upstream = dy[i];
@@ -96,9 +102,10 @@ void row_bn_input_grad_masked(float* dx, const float* dy, const float* y, const 
     dx[i] = (g - grad_mean - (x[i] - mean) * k) * scale;
   });
 }
+BNLAB_MULTIVERSION(void, row_bn_input_grad_masked, (float* dx, const float* dy, const float* y, const float* x, int64_t n, float mean, float k, float grad_mean, float scale),
+                   (dx, dy, y, x, n, mean, k, grad_mean, scale), row_bn_input_grad_masked_body)
 
-BNLAB_MULTIVERSION
-void row_affine_channels(float* y, const float* x, int64_t C, const float* alpha, const float* beta, bool relu) {
+BNLAB_INLINE void row_affine_channels_body(float* y, const float* x, int64_t C, const float* alpha, const float* beta, bool relu) {
   if (relu) {
     for (int64_t c = 0; c < C; ++c) {
       const float v = x[c] * alpha[c] + beta[c];
@@ -108,9 +115,10 @@ void row_affine_channels(float* y, const float* x, int64_t C, const float* alpha
     for (int64_t c = 0; c < C; ++c) y[c] = x[c] * alpha[c] + beta[c];
   }
 }
+BNLAB_MULTIVERSION(void, row_affine_channels, (float* y, const float* x, int64_t C, const float* alpha, const float* beta, bool relu),
+                   (y, x, C, alpha, beta, relu), row_affine_channels_body)
 
-BNLAB_MULTIVERSION
-void row_bn_input_grad_channels(float* dx, const float* dy, const float* y, const float* x, int64_t C,
+BNLAB_INLINE void row_bn_input_grad_channels_body(float* dx, const float* dy, const float* y, const float* x, int64_t C,
                                 const float* mean, const float* k, const float* grad_mean, const float* scale) {
   if (y) {
     for (int64_t c = 0; c < C; ++c) {
@@ -122,5 +130,7 @@ void row_bn_input_grad_channels(float* dx, const float* dy, const float* y, cons
     for (int64_t c = 0; c < C; ++c) dx[c] = (dy[c] - grad_mean[c] - (x[c] - mean[c]) * k[c]) * scale[c];
   }
 }
+BNLAB_MULTIVERSION(void, row_bn_input_grad_channels, (float* dx, const float* dy, const float* y, const float* x, int64_t C, const float* mean, const float* k, const float* grad_mean, const float* scale),
+                   (dx, dy, y, x, C, mean, k, grad_mean, scale), row_bn_input_grad_channels_body)
 
 }  // namespace bnlab::kernels

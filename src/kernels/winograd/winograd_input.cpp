@@ -115,12 +115,16 @@ BNLAB_INLINE void input_grad_impl(T* dx, const T* dV, int64_t C, const WinogradT
   }
 }
 
-BNLAB_MULTIVERSION void input_f32(float* V, const float* x, int64_t C, const WinogradTiles& t) {
+BNLAB_INLINE void input_f32_body(float* V, const float* x, int64_t C, const WinogradTiles& t) {
   input_impl(V, x, C, t);
 }
-BNLAB_MULTIVERSION void input_grad_f32(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
+BNLAB_MULTIVERSION(void, input_f32, (float* V, const float* x, int64_t C, const WinogradTiles& t),
+                   (V, x, C, t), input_f32_body)
+BNLAB_INLINE void input_grad_f32_body(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
   input_grad_impl(dx, dV, C, t);
 }
+BNLAB_MULTIVERSION(void, input_grad_f32, (float* dx, const float* dV, int64_t C, const WinogradTiles& t),
+                   (dx, dV, C, t), input_grad_f32_body)
 
 }  // namespace
 

@@ -129,13 +129,17 @@ BNLAB_INLINE void output_grad_impl(T* dM, const T* dy, int64_t C, const Winograd
   }
 }
 
-BNLAB_MULTIVERSION void output_f32(float* y, const float* M, const float* bias, int64_t C,
+BNLAB_INLINE void output_f32_body(float* y, const float* M, const float* bias, int64_t C,
                                    const WinogradTiles& t, const ConvEpilogue<float>& e) {
   output_impl(y, M, bias, C, t, e);
 }
-BNLAB_MULTIVERSION void output_grad_f32(float* dM, const float* dy, int64_t C, const WinogradTiles& t) {
+BNLAB_MULTIVERSION(void, output_f32, (float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t, const ConvEpilogue<float>& e),
+                   (y, M, bias, C, t, e), output_f32_body)
+BNLAB_INLINE void output_grad_f32_body(float* dM, const float* dy, int64_t C, const WinogradTiles& t) {
   output_grad_impl(dM, dy, C, t);
 }
+BNLAB_MULTIVERSION(void, output_grad_f32, (float* dM, const float* dy, int64_t C, const WinogradTiles& t),
+                   (dM, dy, C, t), output_grad_f32_body)
 
 }  // namespace
 

@@ -207,25 +207,25 @@ BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, const W
 
 bool winograd_output_avx512(float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t,
                             const ConvEpilogue<float>& e) {
-  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW || e.maxpool2x2) return false;
+  if (!avx512_enabled() || t.tiles_w > kAvx512MaxTilesW || e.maxpool2x2) return false;
   output_rows_avx512(y, M, bias, C, t, e);
   return true;
 }
 
 bool winograd_input_grad_avx512(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
-  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
+  if (!avx512_enabled() || t.tiles_w > kAvx512MaxTilesW) return false;
   input_grad_rows_avx512(dx, dV, C, t);
   return true;
 }
 
 bool winograd_output_grad_avx512(float* dM, const float* dy, int64_t C, const WinogradTiles& t) {
-  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
+  if (!avx512_enabled() || t.tiles_w > kAvx512MaxTilesW) return false;
   output_grad_rows_avx512(dM, dy, C, t);
   return true;
 }
 
 bool winograd_input_avx512(float* V, const float* x, int64_t C, const WinogradTiles& t) {
-  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
+  if (!avx512_enabled() || t.tiles_w > kAvx512MaxTilesW) return false;
   input_rows_avx512(V, x, C, t);
   return true;
 }
