@@ -16,10 +16,10 @@
 
 #include "bnlab/tensor.h"
 #include "bnlab/threads.h"
-#include "kernels/batchnorm.h"
+#include "kernels/batchnorm/batchnorm.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
-#include "kernels/winograd.h"
+#include "kernels/winograd/winograd.h"
 
 namespace {
 

@@ -2,15 +2,12 @@
 
 #include <omp.h>
 
-#include "kernels/gemm.h"
-
 namespace bnlab {
 
 void set_threads(int threads) {
   // Dynamic teams would let OpenMP shrink a team, changing the static split and the bits.
   omp_set_dynamic(0);
   omp_set_num_threads(threads > 0 ? threads : available_cores());
-  kernels::blas_use_single_thread();
 }
 
 int threads() { return omp_get_max_threads(); }

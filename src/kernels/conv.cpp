@@ -7,9 +7,9 @@
 
 #include "bnlab/error.h"
 #include "kernels/gemm.h"
-#include "kernels/rows.h"
+#include "kernels/batchnorm/rows.h"
 #include "kernels/vector_rows.h"
-#include "kernels/winograd.h"
+#include "kernels/winograd/winograd.h"
 
 namespace bnlab::kernels {
 

@@ -8,9 +8,9 @@
 #include <cstring>
 #include <string>
 
-#include "cpu_features.h"
 #include "gradcheck.h"
-#include "kernels/winograd.h"
+#include "kernels/winograd/winograd.h"
+#include "kernels/x86/cpu_isa.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -91,7 +91,7 @@ TEST(ConvKernel, WeightGradientAccumulates) {
 // widest they take, and only the tiles' own lanes written (the rest keeps its sentinel). On a
 // CPU without AVX-512 both sides are the portable loops.
 TEST(WinogradTransforms, Avx512GivesThePortableBits) {
-  const bool cpu_has_avx512 = testing::cpu_has_avx512();
+  const bool cpu_has_avx512 = avx512_enabled();
   for (const WinogradTiles t : {WinogradTiles{1, 1}, WinogradTiles{3, 5}, WinogradTiles{12, 12},
                                 WinogradTiles{2, 7}, WinogradTiles{4, 15}, WinogradTiles{2, 16}}) {
     for (const int64_t C : {1, 3}) {

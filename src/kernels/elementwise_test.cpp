@@ -2,9 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "gradcheck.h"
+#include "kernels/vector_rows.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -55,15 +60,27 @@ TEST(DropoutKernel, KeepsAboutOneMinusPAndScales) {
 }
 
 TEST(DropoutKernel, SameKeySameMaskAnyThreadCount) {
-  const int64_t n = 1000;
+  // 16 blocks of 16,384 elements and an odd tail: with 1 to 5 threads every thread runs several
+  // blocks (or 3 or 4, where the split is uneven), at different offsets for each count.
+  const int64_t n = 16 * 16384 + 7;
+  const float p = 0.5f;
+  const uint32_t threshold = 1u << 23;  // ceil(p * 2^24)
   std::vector<float> x(n, 1.0f), y(n);
-  std::vector<uint8_t> a(n), b(n);
-  dropout_forward(y.data(), a.data(), x.data(), 0.5f, 7, n);
-#pragma omp parallel num_threads(1)
-  dropout_forward(y.data(), b.data(), x.data(), 0.5f, 7, n);
-  EXPECT_EQ(a, b);
-  dropout_forward(y.data(), b.data(), x.data(), 0.5f, 8, n);
-  EXPECT_NE(a, b);
+  // The mask as a pure function of (key, i): what every split must draw.
+  std::vector<uint8_t> expected(n);
+  for (int64_t i = 0; i < n; ++i) expected[i] = dropout_uniform(7, i) >= threshold;
+  const int saved = omp_get_max_threads();
+  omp_set_dynamic(0);
+  for (int threads = 1; threads <= 5; ++threads) {
+    omp_set_num_threads(threads);
+    std::vector<uint8_t> keep(n, 2);
+    dropout_forward(y.data(), keep.data(), x.data(), p, 7, n);
+    EXPECT_EQ(keep, expected) << threads << " threads";
+  }
+  omp_set_num_threads(saved);
+  std::vector<uint8_t> other(n);
+  dropout_forward(y.data(), other.data(), x.data(), p, 8, n);
+  EXPECT_NE(other, expected);
 }
 
 TEST(DropoutKernel, BackwardMatchesFiniteDifferences) {

@@ -21,16 +21,23 @@ void call_gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
              ldb, beta, C, ldc);
 }
 
+// The BLAS threading policy is this file's: OpenBLAS (double, the tests) runs single-threaded,
+// since bnlab's kernels hand it their own thread shares. Set once, before its first call (a
+// thread-safe static, also when that call comes from inside a parallel region).
+void blas_use_single_thread() {
+  static const bool once = (openblas_set_num_threads(1), true);
+  (void)once;
+}
+
 void call_gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
                int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  blas_use_single_thread();
   cblas_dgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), static_cast<int>(M), static_cast<int>(N),
               static_cast<int>(K), alpha, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta,
               C, static_cast<int>(ldc));
 }
 
 }  // namespace
-
-void blas_use_single_thread() { openblas_set_num_threads(1); }
 
 template <typename T>
 void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,

@@ -1,6 +1,7 @@
 // Row-major GEMM on top of CBLAS: C = alpha * op(A) * op(B) + beta * C, with op(A) (M x K),
 // op(B) (K x N), C (M x N). `gemm` runs on the calling thread; `gemm_parallel` cuts C into
 // fixed per-thread blocks of rows or columns, so a given thread count always yields the same bits.
+// The BLAS itself runs single-threaded (gemm.cpp sets it before its first call).
 #pragma once
 
 #include <cstdint>
@@ -16,8 +17,5 @@ void gemm(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha
 template <typename T>
 void gemm_parallel(Trans trans_a, Trans trans_b, int64_t M, int64_t N, int64_t K, T alpha,
                    const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
-
-// Keeps the BLAS itself single-threaded: bnlab's kernels hand it their own thread shares.
-void blas_use_single_thread();
 
 }  // namespace bnlab::kernels

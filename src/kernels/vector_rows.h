@@ -1,6 +1,6 @@
 // Row loops of max-pooling, dropout, ReLU and convolution (direct, scatter-add). Each body is
 // written once, as an inline template below; the float functions (vector_rows.cpp) instantiate
-// it per instruction set, chosen at run time (kernels/multiversion.h), and double (the
+// it per instruction set, chosen at run time (kernels/x86/multiversion.h), and double (the
 // finite-difference tests) calls the template. Each loop is written so that it vectorizes:
 // selects instead of branches, no early exits.
 #pragma once
@@ -10,7 +10,7 @@
 
 #include "bnlab/rng.h"
 #include "kernels/conv.h"
-#include "kernels/multiversion.h"
+#include "kernels/x86/multiversion.h"
 
 namespace bnlab::kernels {
 
@@ -29,7 +29,7 @@ void direct_conv(float* y, float* wide, const float* x, const float* w, const fl
 // or NaN; NaN stays. A plane per call: rows are short (12 here), and a call per row cost more
 // than the row.
 void plane_maxpool2x2(float* y, int32_t* idx, const float* x, int64_t W, int64_t Ho, int64_t Wo);
-// The same on AVX-512 for rows of at most 32 values (pool_avx512.cpp): returns false, having done
+// The same on AVX-512 for rows of at most 32 values (x86/pool_avx512.cpp): returns false, having done
 // nothing, on a CPU without AVX-512 or for wider rows.
 bool plane_maxpool2x2_avx512(float* y, int32_t* idx, const float* x, int64_t W, int64_t Ho, int64_t Wo);
 

@@ -10,7 +10,7 @@
 #include "bnlab/comm.h"
 #include "bnlab/error.h"
 #include "bnlab/layers.h"
-#include "kernels/batchnorm.h"
+#include "kernels/batchnorm/batchnorm.h"
 #include "layers/layer_kinds.h"
 #include "layers/spec_values.h"
 

@@ -4,7 +4,7 @@
 
 #include "bnlab/error.h"
 #include "bnlab/layers.h"
-#include "kernels/pool.h"
+#include "kernels/pool/pool.h"
 #include "layers/layer_kinds.h"
 #include "layers/spec_values.h"
 

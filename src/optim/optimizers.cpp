@@ -1,13 +1,17 @@
 // The update rules, written as PyTorch 1.13 writes them (tensor ops in float, scalars rounded
 // to float), so that one step matches torch.optim to float rounding. Elementwise, so a static
-// split over threads gives the same bits for any thread count.
+// split over threads gives the same bits for any thread count. Compiled with
+// "-ffp-contract=off;-fno-math-errno" (src/CMakeLists.txt): without contraction each operation
+// rounds on its own, as PyTorch's tensor ops, in every instruction-set clone (one Adadelta and
+// one SGD step are checked against PyTorch in tests/pytorch_parity_test.cpp); without errno the
+// square roots vectorize.
 #include <omp.h>
 
 #include <cmath>
 
 #include "bnlab/error.h"
 #include "bnlab/optim.h"
-#include "kernels/multiversion.h"
+#include "kernels/x86/multiversion.h"
 
 namespace bnlab {
 namespace {
@@ -23,8 +27,7 @@ struct AdadeltaScalars {
 // std::vectors the compiler must assume p aliases them), compiled per instruction set; this file
 // is compiled without contraction, so each operation rounds on its own, as PyTorch's tensor ops,
 // on every instruction set.
-BNLAB_MULTIVERSION
-void adadelta_update(float* __restrict p, const float* __restrict g, float* __restrict square_avg,
+BNLAB_INLINE void adadelta_update_body(float* __restrict p, const float* __restrict g, float* __restrict square_avg,
                      float* __restrict acc_delta, int64_t n, AdadeltaScalars k) {
   for (int64_t i = 0; i < n; ++i) {
     const float decayed = g[i] + k.wd * p[i];  // both sides computed: a select, not a branch
@@ -36,6 +39,8 @@ void adadelta_update(float* __restrict p, const float* __restrict g, float* __re
     p[i] += k.neg_lr * delta;
   }
 }
+BNLAB_MULTIVERSION(void, adadelta_update, (float* __restrict p, const float* __restrict g, float* __restrict square_avg, float* __restrict acc_delta, int64_t n, AdadeltaScalars k),
+                   (p, g, square_avg, acc_delta, n, k), adadelta_update_body)
 
 class Adadelta final : public Optimizer {
  public:

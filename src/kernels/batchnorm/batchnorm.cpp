@@ -2,12 +2,12 @@
 // batchnorm_fused.cpp for the one-process kernels built from the same pieces
 // (batchnorm_channel.h). Each channel is reduced by one thread (static schedule), so results do
 // not depend on timing. The row loops live in rows.cpp, compiled per instruction set.
-#include "kernels/batchnorm.h"
+#include "kernels/batchnorm/batchnorm.h"
 
 #include <cmath>
 
-#include "kernels/batchnorm_channel.h"
-#include "kernels/rows.h"
+#include "kernels/batchnorm/batchnorm_channel.h"
+#include "kernels/batchnorm/rows.h"
 
 namespace bnlab::kernels {
 using bn_detail::channel_affine;

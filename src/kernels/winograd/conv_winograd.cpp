@@ -9,7 +9,7 @@
 #include <algorithm>
 
 #include "kernels/gemm.h"
-#include "kernels/winograd.h"
+#include "kernels/winograd/winograd.h"
 
 namespace bnlab::kernels {
 namespace {

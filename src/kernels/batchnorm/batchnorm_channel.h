@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/rows.h"
+#include "kernels/batchnorm/rows.h"
 
 namespace bnlab::kernels::bn_detail {
 

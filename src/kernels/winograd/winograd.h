@@ -57,7 +57,7 @@ template <typename T>
 void winograd_input(T* V, const T* x, int64_t C, const WinogradTiles& t);
 
 // The float transforms on AVX-512 for rows of at most kAvx512MaxTilesW tiles
-// (winograd_avx512.cpp): each returns false, having done nothing, on a CPU without AVX-512 or for
+// (x86/winograd_avx512.cpp): each returns false, having done nothing, on a CPU without AVX-512 or for
 // wider rows (the output transform also with the max-pool). The float winograd_input,
 // winograd_input_grad, winograd_output and winograd_output_grad try them first, then the portable
 // loops, which the _portable functions run whatever the CPU (the reference the AVX-512 paths are

@@ -2,7 +2,7 @@
 // floats held in two vectors, the lanes past a row's width masked off, and split into the
 // columns that 2x2 windows or tiles read (lane j: columns 2j, 2j+1, 2j+2, 2j+3). x86-64 only;
 // functions compiled for AVX-512 whatever the build's baseline, to be called after
-// cpu_has_avx512().
+// avx512_enabled() (cpu_isa.h: the CPU has AVX-512F and BNLAB_MAX_CPU_ISA allows it).
 #pragma once
 
 #include <immintrin.h>
@@ -10,14 +10,11 @@
 #include <climits>
 #include <cstdint>
 
+#include "kernels/x86/cpu_isa.h"
+
 #define BNLAB_AVX512 __attribute__((target("avx512f")))
 
 namespace bnlab::kernels::avx512 {
-
-inline bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f");
-  return has;
-}
 
 // Columns of a row of at most 32 floats, lane j holding columns 2j .. 2j+3.
 struct Columns {

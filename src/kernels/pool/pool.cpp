@@ -1,4 +1,4 @@
-#include "kernels/pool.h"
+#include "kernels/pool/pool.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "kernels/pool.h"
+#include "kernels/pool/pool.h"
 
 #include <gtest/gtest.h>
 
@@ -6,9 +6,9 @@
 #include <cstring>
 #include <limits>
 
-#include "cpu_features.h"
 #include "gradcheck.h"
 #include "kernels/vector_rows.h"
+#include "kernels/x86/cpu_isa.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -57,7 +57,7 @@ TEST(MaxPoolKernel, WithoutArgmaxTheSameMaxima) {
 // indices at widths 2 to 32, odd ones too (the last column unused), with ties, NaNs (first in a
 // window, later in one) and equal NaN-free neighbours. On a CPU without AVX-512 it declines.
 TEST(MaxPoolKernel, Avx512GivesThePortableMaximaAndIndices) {
-  const bool cpu_has_avx512 = testing::cpu_has_avx512();
+  const bool cpu_has_avx512 = avx512_enabled();
   for (const int64_t W : {2, 5, 24, 25, 31, 32, 33}) {
     const int64_t H = 6, Ho = H / 2, Wo = W / 2;
     std::vector<float> x = testing::to_float(testing::random_vector(H * W, 4));

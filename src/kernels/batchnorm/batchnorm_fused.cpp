@@ -8,9 +8,9 @@
 
 #include <algorithm>
 
-#include "kernels/batchnorm.h"
-#include "kernels/batchnorm_channel.h"
-#include "kernels/rows.h"
+#include "kernels/batchnorm/batchnorm.h"
+#include "kernels/batchnorm/batchnorm_channel.h"
+#include "kernels/batchnorm/rows.h"
 
 namespace bnlab::kernels {
 namespace {

@@ -7,7 +7,7 @@
 #include "kernels/vector_rows.h"
 
 #if defined(__x86_64__)
-#include "kernels/avx512_rows.h"
+#include "kernels/x86/avx512_rows.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -53,7 +53,7 @@ BNLAB_AVX512 void plane_avx512(float* y, int32_t* idx, const float* x, int64_t W
 }  // namespace
 
 bool plane_maxpool2x2_avx512(float* y, int32_t* idx, const float* x, int64_t W, int64_t Ho, int64_t Wo) {
-  if (!cpu_has_avx512() || W > 32) return false;
+  if (!avx512_enabled() || W > 32) return false;
   plane_avx512(y, idx, x, W, Ho, Wo);
   return true;
 }

@@ -1,6 +1,6 @@
 // The four Winograd transforms over activations (winograd.h) for float with AVX-512, for planes
 // of at most kAvx512MaxTilesW tiles a row (the seed network's conv2 has 12): a whole row of tiles
-// in one vector. The portable loops (winograd.cpp) read or write each column at stride 2, and the
+// in one vector. The portable loops (winograd/winograd_input.cpp, winograd_output.cpp) read or write each column at stride 2, and the
 // compiler turns every such access into shuffles. Here each row the tiles touch is loaded once
 // and split into the column vectors the tiles need (lane j for tile j), then the same operations
 // in the same order as the portable loops: the same bits (conv_test.cpp checks).
@@ -11,20 +11,20 @@
 //                 (masked, as it adds nothing elsewhere), and merged back
 //   output:       y = A^T M A (+ bias, BN's affine map, ReLU), the tiles' even and odd columns
 //                 merged into two rows of y; not with the max-pool, whose loop is already long
-#include "kernels/winograd.h"
+#include "kernels/winograd/winograd.h"
 
 #include <algorithm>
 #include <cstdint>
 
 #if defined(__x86_64__)
-#include "kernels/avx512_rows.h"
+#include "kernels/x86/avx512_rows.h"
 
 namespace bnlab::kernels {
 namespace {
 
 using namespace avx512;
 
-// (B^T x)[K] over the four rows x0..x3, as bt_row in winograd.cpp.
+// (B^T x)[K] over the four rows x0..x3, as bt_row in winograd/winograd_input.cpp.
 template <int K>
 BNLAB_AVX512 inline __m512 bt_row(__m512 x0, __m512 x1, __m512 x2, __m512 x3) {
   if constexpr (K == 0) return _mm512_sub_ps(x0, x2);
@@ -48,7 +48,7 @@ BNLAB_AVX512 inline void store_row(float* out, int64_t plane, __mmask16 tiles, c
   _mm512_mask_storeu_ps(o + 3 * plane, tiles, _mm512_sub_ps(z1, z3));
 }
 
-// Row K of A applied to the two rows of a tile, as combine in winograd.cpp's output_grad_row.
+// Row K of A applied to the two rows of a tile, as combine in output_grad_row (winograd/winograd_output.cpp).
 template <int K>
 BNLAB_AVX512 inline __m512 a_row(__m512 top, __m512 bottom) {
   if constexpr (K == 0) return top;
@@ -86,7 +86,7 @@ BNLAB_AVX512 void output_grad_rows_avx512(float* dM, const float* dy, int64_t C,
   }
 }
 
-// (B v)[K] over four values, as b_row in winograd.cpp (the same operations in the same order).
+// (B v)[K] over four values, as b_row in winograd/winograd_input.cpp (the same operations in the same order).
 template <int K>
 BNLAB_AVX512 inline __m512 b_row(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
   if constexpr (K == 0) return v0;
@@ -142,7 +142,7 @@ BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, 
   }
 }
 
-// The epilogue of output_row in winograd.cpp: the affine map as one fused multiply-add (as the
+// The epilogue of output_row in winograd/winograd_output.cpp: the affine map as one fused multiply-add (as the
 // portable loop compiles on any AVX-512 CPU), then the ReLU, passing NaN.
 struct Epilogue {
   bool affine, relu;
@@ -154,7 +154,7 @@ BNLAB_AVX512 inline __m512 finish(__m512 v, const Epilogue& e) {
   return v;
 }
 
-// Rows of tiles of y = A^T M A (+ bias) and the epilogue, as output_row in winograd.cpp.
+// Rows of tiles of y = A^T M A (+ bias) and the epilogue, as output_row in winograd/winograd_output.cpp.
 BNLAB_AVX512 void output_rows_avx512(float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t,
                                      const ConvEpilogue<float>& epilogue) {
   const int64_t tiles = t.count(), p = winograd_plane_stride(C * tiles), W = t.out_width();
@@ -207,25 +207,25 @@ BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, const W
 
 bool winograd_output_avx512(float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t,
                             const ConvEpilogue<float>& e) {
-  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW || e.maxpool2x2) return false;
+  if (!avx512_enabled() || t.tiles_w > kAvx512MaxTilesW || e.maxpool2x2) return false;
   output_rows_avx512(y, M, bias, C, t, e);
   return true;
 }
 
 bool winograd_input_grad_avx512(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
-  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
+  if (!avx512_enabled() || t.tiles_w > kAvx512MaxTilesW) return false;
   input_grad_rows_avx512(dx, dV, C, t);
   return true;
 }
 
 bool winograd_output_grad_avx512(float* dM, const float* dy, int64_t C, const WinogradTiles& t) {
-  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
+  if (!avx512_enabled() || t.tiles_w > kAvx512MaxTilesW) return false;
   output_grad_rows_avx512(dM, dy, C, t);
   return true;
 }
 
 bool winograd_input_avx512(float* V, const float* x, int64_t C, const WinogradTiles& t) {
-  if (!cpu_has_avx512() || t.tiles_w > kAvx512MaxTilesW) return false;
+  if (!avx512_enabled() || t.tiles_w > kAvx512MaxTilesW) return false;
   input_rows_avx512(V, x, C, t);
   return true;
 }

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "kernels/multiversion.h"
+#include "kernels/x86/multiversion.h"
 
 namespace bnlab::kernels::lanes {
 

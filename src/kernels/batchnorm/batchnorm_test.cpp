@@ -1,6 +1,6 @@
 // Batch-norm kernels in double against finite differences, and against a direct two-pass
 // computation; the one-pass pitfall (large mean, tiny variance) included.
-#include "kernels/batchnorm.h"
+#include "kernels/batchnorm/batchnorm.h"
 
 #include <gtest/gtest.h>
 
