@@ -3,7 +3,7 @@
 //   batch variance; training with tracked statistics also updates running_mean / running_var
 //   (unbiased variance) with `momentum`, or with 1/num_batches_tracked when momentum is none;
 // - eval with tracked statistics: normalize with running_mean / running_var.
-// The arithmetic is in kernels/batchnorm.h; this file keeps the state and the mode logic.
+// The arithmetic is in kernels/batchnorm/batchnorm.h; this file keeps the state and the mode logic.
 #include <string>
 #include <vector>
 
