@@ -105,6 +105,10 @@ TEST(Network, FusedInferenceGivesTheLayerByLayerBits) {
         ASSERT_EQ(plain[k], all[i * 10 + k]) << text << "sample " << i + k / 10;
       }
     }
+    // The inference executor without its fusions: every layer on its own, the same bits again.
+    net.reserve_inference(n, {.fusion = Fusion::None});
+    const float* unfused = net.forward(x.data(), n, {.mode = Mode::Eval});
+    for (int64_t k = 0; k < n * 10; ++k) ASSERT_EQ(unfused[k], all[k]) << text << "unfused, value " << k;
   }
 }
 

@@ -142,13 +142,14 @@ BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, 
   }
 }
 
-// The epilogue of output_row in winograd/winograd_output.cpp: the affine map as one fused multiply-add (as the
-// portable loop compiles on any AVX-512 CPU), then the ReLU, passing NaN.
-struct Epilogue {
+// One channel's ConvEpilogue with its scale and shift broadcast to vectors, applied as output_row in
+// winograd/winograd_output.cpp does: the affine map as one fused multiply-add (as the portable loop
+// compiles on any AVX-512 CPU), then the ReLU, passing NaN.
+struct ChannelEpilogue {
   bool affine, relu;
   __m512 alpha, beta;
 };
-BNLAB_AVX512 inline __m512 finish(__m512 v, const Epilogue& e) {
+BNLAB_AVX512 inline __m512 finish(__m512 v, const ChannelEpilogue& e) {
   if (e.affine) v = _mm512_fmadd_ps(v, e.alpha, e.beta);
   if (e.relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
   return v;
@@ -162,7 +163,7 @@ BNLAB_AVX512 void output_rows_avx512(float* y, const float* M, const float* bias
   for (int64_t c = 0; c < C; ++c) {
     const __m512 b = _mm512_set1_ps(bias ? bias[c] : 0.0f);
     const bool affine = epilogue.scale != nullptr;
-    const Epilogue e{affine, epilogue.relu, _mm512_set1_ps(affine ? epilogue.scale[c] : 1.0f),
+    const ChannelEpilogue e{affine, epilogue.relu, _mm512_set1_ps(affine ? epilogue.scale[c] : 1.0f),
                      _mm512_set1_ps(affine ? epilogue.shift[c] : 0.0f)};
     for (int64_t th = 0; th < t.tiles_h; ++th) {
       const float* in = M + c * tiles + th * t.tiles_w;
