@@ -136,6 +136,53 @@ INSTANTIATE_TEST_SUITE_P(Variants, BatchNormParity,
                          ::testing::Values("bn2d_default", "bn1d_nc", "bn1d_ncl", "bn2d_noaffine", "bn2d_notrack",
                                            "bn2d_momentum_none", "bn2d_eps_momentum", "bn2d_large_mean"));
 
+// ---------------------------------------------------------------------------- per-sample norms
+
+// GroupNorm, LayerNorm, InstanceNorm1d/2d (tools/golden/golden_norms.py): two training steps
+// (with InstanceNorm's running statistics when tracked), then eval.
+class NormParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(NormParity, TrainStepsRunningStatisticsAndEval) {
+  const SafetensorsFile f = read_safetensors(kFixtures + "/norm_" + GetParam() + ".safetensors");
+  const bool affine = f.metadata.at("affine") == "true", track = f.metadata.at("track_running_stats") == "true";
+  const Shape x_shape = shape_of(f, "x_0");
+  OneLayer norm(f.metadata.at("spec"), per_sample(x_shape));
+  const int64_t n = x_shape[0];
+  if (affine) {
+    const Shape p = shape_of(f, "weight");
+    std::copy_n(f.f32("weight", p), numel(p), norm.tensor("n.weight"));
+    std::copy_n(f.f32("bias", p), numel(p), norm.tensor("n.bias"));
+  }
+  auto step = [&](const std::string& s, Mode mode) {
+    expect_close(f, "y_" + s, norm.forward(f.f32("x_" + s, x_shape), n, mode));
+    const std::vector<float> dx = norm.backward(f.f32("dy_" + s, x_shape), n);
+    expect_close(f, "dx_" + s, dx.data());
+    if (affine) {
+      expect_close(f, "dweight_" + s, norm.grad("n.weight"));
+      expect_close(f, "dbias_" + s, norm.grad("n.bias"));
+    }
+  };
+  for (int k = 0; k < 2; ++k) {
+    const std::string s = std::to_string(k);
+    step(s, Mode::Train);
+    if (!track) continue;
+    expect_close(f, "running_mean_" + s, norm.tensor("n.running_mean"));
+    expect_close(f, "running_var_" + s, norm.tensor("n.running_var"));
+    const int64_t* tracked = nullptr;
+    for (const TensorView& t : norm.net.state_dict())
+      if (t.name == "n.num_batches_tracked") tracked = static_cast<const int64_t*>(t.data);
+    ASSERT_NE(tracked, nullptr);
+    EXPECT_EQ(*tracked, f.i64("num_batches_tracked_" + s, {})[0]);
+  }
+  step("eval", Mode::Eval);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, NormParity,
+                         ::testing::Values("gn_default", "gn_groups_of_one", "gn_one_group", "gn_spatial1", "gn_eps",
+                                           "gn_large_mean", "ln_chw", "ln_features", "ln_noaffine", "ln_large_mean",
+                                           "in2d_default", "in2d_affine_track", "in1d_track", "in1d_affine",
+                                           "in2d_large_mean"));
+
 // ---------------------------------------------------------------------------- other layers
 
 void check_layer(const std::string& file, const std::string& line, bool has_params) {

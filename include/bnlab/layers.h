@@ -36,6 +36,34 @@ struct BatchNormOptions {
   bool track_running_stats = true;
 };
 
+// GroupNorm(num_groups, C): statistics per sample over each group of C/num_groups channels;
+// num_groups must divide the channels. Weight and bias (C) when affine.
+struct GroupNormOptions {
+  int64_t num_groups = 0;
+  double eps = 1e-5;
+  bool affine = true;
+};
+
+// LayerNorm over the whole per-sample shape (nn.LayerNorm(normalized_shape) with normalized_shape
+// the input's shape without the batch): weight and bias of that shape when elementwise_affine.
+struct LayerNormOptions {
+  double eps = 1e-5;
+  bool elementwise_affine = true;
+};
+
+// InstanceNorm1d takes (C, L) per sample, InstanceNorm2d (C, H, W).
+enum class InstanceNormKind { OneD, TwoD };
+
+// PyTorch's defaults: no affine, no running statistics. With track_running_stats, training
+// updates running_mean / running_var (the average over the batch's samples, unbiased variance)
+// with `momentum`, and eval normalizes with them.
+struct InstanceNormOptions {
+  double eps = 1e-5;
+  double momentum = 0.1;
+  bool affine = false;
+  bool track_running_stats = false;
+};
+
 struct MaxPool2dOptions {
   int64_t kernel_size = 2;
   int64_t stride = 0;  // 0: same as kernel_size, as PyTorch
@@ -49,6 +77,9 @@ struct DropoutOptions {
 std::unique_ptr<Layer> make_conv2d(const Conv2dOptions& options);
 std::unique_ptr<Layer> make_linear(const LinearOptions& options);
 std::unique_ptr<Layer> make_batchnorm(BatchNormKind kind, const BatchNormOptions& options);
+std::unique_ptr<Layer> make_groupnorm(const GroupNormOptions& options);
+std::unique_ptr<Layer> make_layernorm(const LayerNormOptions& options);
+std::unique_ptr<Layer> make_instancenorm(InstanceNormKind kind, const InstanceNormOptions& options);
 std::unique_ptr<Layer> make_relu();
 std::unique_ptr<Layer> make_maxpool2d(const MaxPool2dOptions& options);
 std::unique_ptr<Layer> make_dropout(const DropoutOptions& options);

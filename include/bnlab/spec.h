@@ -56,7 +56,8 @@ NetworkSpec network_spec(const Network& net);
 std::string spec_text(const Network& net);
 
 // Names of the built-in networks (the files of specs/, compiled in): "seed", "seed-nobn",
-// "seed-bn-after-relu", "seed-bn-conv-only", "paper-mlp", "paper-mlp-bn".
+// "seed-bn-after-relu", "seed-bn-conv-only", "paper-mlp", "paper-mlp-bn", "seed-groupnorm",
+// "seed-layernorm".
 std::vector<std::string> preset_names();
 // The spec text of a preset, or an empty string for an unknown name.
 std::string preset_text(std::string_view name);

@@ -12,6 +12,7 @@
 #include "bnlab/layers.h"
 #include "kernels/batchnorm/batchnorm.h"
 #include "layers/layer_kinds.h"
+#include "layers/norm_tensors.h"
 #include "layers/spec_values.h"
 
 namespace bnlab {
@@ -53,30 +54,11 @@ class BatchNorm final : public BatchNormLayer {
   }
 
   std::vector<TensorDecl> declare() const override {
-    std::vector<TensorDecl> decls;
-    if (options_.affine) {
-      decls.push_back({"weight", {channels_}, Role::Parameter, Init::Ones});
-      decls.push_back({"bias", {channels_}, Role::Parameter, Init::Zeros});
-    }
-    if (options_.track_running_stats) {
-      decls.push_back({"running_mean", {channels_}, Role::Buffer, Init::Zeros});
-      decls.push_back({"running_var", {channels_}, Role::Buffer, Init::Ones});
-      decls.push_back({"num_batches_tracked", {}, Role::Counter, Init::Zeros});
-    }
-    return decls;
+    return NormTensors::declare({channels_}, channels_, options_.affine, options_.track_running_stats);
   }
 
   void bind(std::span<const TensorSlot> slots) override {
-    size_t i = 0;
-    if (options_.affine) {
-      weight_ = slots[i++];
-      bias_ = slots[i++];
-    }
-    if (options_.track_running_stats) {
-      running_mean_ = slots[i++];
-      running_var_ = slots[i++];
-      num_batches_tracked_ = slots[i++];
-    }
+    t_.bind(slots, options_.affine, options_.track_running_stats);
   }
 
   const BatchNormOptions& options() const override { return options_; }
@@ -93,8 +75,8 @@ class BatchNorm final : public BatchNormLayer {
 
   void eval_affine(float* scale, float* shift) const override {
     // invstd first into `scale`, which bn_affine then overwrites channel by channel
-    kernels::bn_invstd_from_var(scale, running_var_.data, options_.eps, channels_);
-    kernels::bn_affine(scale, shift, running_mean_.data, scale, weight_.data, bias_.data, channels_);
+    kernels::bn_invstd_from_var(scale, t_.running_var.data, options_.eps, channels_);
+    kernels::bn_affine(scale, shift, t_.running_mean.data, scale, t_.weight.data, t_.bias.data, channels_);
   }
 
  private:
@@ -111,7 +93,7 @@ class BatchNorm final : public BatchNormLayer {
                  to_string(full));
       }
       if (!synced_) {  // one process: statistics and normalization fused, channel by channel
-        kernels::bn_forward_train(y, mean_.data(), var_sum_.data(), invstd_.data(), x, weight_.data, bias_.data,
+        kernels::bn_forward_train(y, mean_.data(), var_sum_.data(), invstd_.data(), x, t_.weight.data, t_.bias.data,
                                   options_.eps, relu, n, channels_, spatial_);
         if (ctx.mode == Mode::Train && options_.track_running_stats) update_running(count_);
         return;
@@ -119,14 +101,14 @@ class BatchNorm final : public BatchNormLayer {
       kernels::bn_invstd_from_var_sum(invstd_.data(), var_sum_.data(), count_, options_.eps, channels_);
       if (ctx.mode == Mode::Train && options_.track_running_stats) update_running(count_);
     } else {
-      std::copy(running_mean_.data, running_mean_.data + channels_, mean_.begin());
-      kernels::bn_invstd_from_var(invstd_.data(), running_var_.data, options_.eps, channels_);
+      std::copy(t_.running_mean.data, t_.running_mean.data + channels_, mean_.begin());
+      kernels::bn_invstd_from_var(invstd_.data(), t_.running_var.data, options_.eps, channels_);
     }
     if (relu) {
-      kernels::bn_normalize_relu(y, x, mean_.data(), invstd_.data(), weight_.data, bias_.data, n,
+      kernels::bn_normalize_relu(y, x, mean_.data(), invstd_.data(), t_.weight.data, t_.bias.data, n,
                                  channels_, spatial_);
     } else {
-      kernels::bn_normalize(y, x, mean_.data(), invstd_.data(), weight_.data, bias_.data, n,
+      kernels::bn_normalize(y, x, mean_.data(), invstd_.data(), t_.weight.data, t_.bias.data, n,
                             channels_, spatial_);
     }
   }
@@ -136,22 +118,22 @@ class BatchNorm final : public BatchNormLayer {
     double* sum_dy = backward_sums_.data();
     double* sum_dy_xmu = backward_sums_.data() + channels_;
     if (dx && batch_stats_ && !synced_) {  // one process: the reductions and dx fused, per channel
-      kernels::bn_backward_train(dx, sum_dy, sum_dy_xmu, dy, x, mean_.data(), invstd_.data(), weight_.data,
+      kernels::bn_backward_train(dx, sum_dy, sum_dy_xmu, dy, x, mean_.data(), invstd_.data(), t_.weight.data,
                                  relu_out, n, channels_, spatial_);
-      kernels::bn_backward_params(weight_.grad, bias_.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
+      kernels::bn_backward_params(t_.weight.grad, t_.bias.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
       return;
     }
     kernels::bn_backward_reduce(sum_dy, sum_dy_xmu, dy, x, mean_.data(), relu_out, n, channels_, spatial_);
     // Parameter gradients from this process's sums: averaging them across processes, as the
     // gradient all-reduce does, gives the gradient of the global batch (PyTorch's SyncBatchNorm).
-    kernels::bn_backward_params(weight_.grad, bias_.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
+    kernels::bn_backward_params(t_.weight.grad, t_.bias.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
     if (!dx) return;
     if (batch_stats_) {
       comm_->allreduce_sum(backward_sums_.data(), 2 * channels_);  // synced: the global sums
-      kernels::bn_backward_input_train(dx, dy, x, mean_.data(), invstd_.data(), weight_.data,
+      kernels::bn_backward_input_train(dx, dy, x, mean_.data(), invstd_.data(), t_.weight.data,
                                        relu_out, sum_dy, sum_dy_xmu, count_, n, channels_, spatial_);
     } else {
-      kernels::bn_backward_input_eval(dx, dy, invstd_.data(), weight_.data, relu_out, n, channels_,
+      kernels::bn_backward_input_eval(dx, dy, invstd_.data(), t_.weight.data, relu_out, n, channels_,
                                       spatial_);
     }
   }
@@ -163,10 +145,7 @@ class BatchNorm final : public BatchNormLayer {
   bool eval_mixes_samples() const override { return !options_.track_running_stats; }
 
   void reset_state() override {
-    if (!options_.track_running_stats) return;
-    std::fill(running_mean_.data, running_mean_.data + channels_, 0.0f);
-    std::fill(running_var_.data, running_var_.data + channels_, 1.0f);
-    *num_batches_tracked_.counter = 0;
+    if (options_.track_running_stats) t_.reset_running(channels_);
   }
 
   int64_t macs_per_sample() const override { return channels_ * spatial_; }
@@ -208,10 +187,10 @@ class BatchNorm final : public BatchNormLayer {
   }
 
   void update_running(int64_t count) {
-    *num_batches_tracked_.counter += 1;
+    *t_.num_batches_tracked.counter += 1;
     const double factor =
-        options_.momentum ? *options_.momentum : 1.0 / static_cast<double>(*num_batches_tracked_.counter);
-    kernels::bn_update_running(running_mean_.data, running_var_.data, mean_.data(), var_sum_.data(),
+        options_.momentum ? *options_.momentum : 1.0 / static_cast<double>(*t_.num_batches_tracked.counter);
+    kernels::bn_update_running(t_.running_mean.data, t_.running_var.data, mean_.data(), var_sum_.data(),
                                count, factor, channels_);
   }
 
@@ -219,7 +198,7 @@ class BatchNorm final : public BatchNormLayer {
   BatchNormOptions options_;
   int64_t channels_ = 0, spatial_ = 0;
   Shape input_shape_;
-  TensorSlot weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+  NormTensors t_;
   bool batch_stats_ = true;  // which statistics the last forward normalized with
   Communicator* comm_ = nullptr;  // synchronized batch norm when set
   bool synced_ = false;           // the last forward used the global batch

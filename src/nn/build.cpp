@@ -100,6 +100,24 @@ BatchNormOptions batchnorm_options(Settings& s) {
           .track_running_stats = s.boolean("track_running_stats", true)};
 }
 
+// eps of the normalization layers: positive, the error at the value.
+double positive_eps(Settings& s) {
+  const double eps = s.real("eps", 1e-5);
+  if (!(eps > 0)) s.error(s.find("eps")->column, "eps: must be positive");  // found: 1e-5 is valid
+  return eps;
+}
+
+InstanceNormOptions instancenorm_options(Settings& s) {
+  s.find("num_features");  // checked against the inferred size after setup
+  const double eps = positive_eps(s);
+  const double momentum = s.real("momentum", 0.1);
+  if (!(momentum >= 0 && momentum <= 1)) s.error(s.find("momentum")->column, "momentum: must be in [0, 1]");
+  return {.eps = eps,
+          .momentum = momentum,
+          .affine = s.boolean("affine", false),
+          .track_running_stats = s.boolean("track_running_stats", false)};
+}
+
 // A residual block: `[name:] Residual`, its layers, then a line `end` (parse_spec checks nesting).
 constexpr const char* kResidual = "Residual";
 constexpr const char* kBlockEnd = "end";
@@ -125,6 +143,21 @@ const std::map<std::string, Factory>& factories() {
        [](Settings& s) { return make_batchnorm(BatchNormKind::OneD, batchnorm_options(s)); }},
       {"BatchNorm2d",
        [](Settings& s) { return make_batchnorm(BatchNormKind::TwoD, batchnorm_options(s)); }},
+      {"GroupNorm",
+       [](Settings& s) {
+         s.find("num_channels");  // checked against the inferred size after setup
+         return make_groupnorm({.num_groups = s.integer("num_groups", std::nullopt, 1),
+                                .eps = positive_eps(s),
+                                .affine = s.boolean("affine", true)});
+       }},
+      {"LayerNorm",
+       [](Settings& s) {
+         return make_layernorm({.eps = positive_eps(s), .elementwise_affine = s.boolean("elementwise_affine", true)});
+       }},
+      {"InstanceNorm1d",
+       [](Settings& s) { return make_instancenorm(InstanceNormKind::OneD, instancenorm_options(s)); }},
+      {"InstanceNorm2d",
+       [](Settings& s) { return make_instancenorm(InstanceNormKind::TwoD, instancenorm_options(s)); }},
       {"ReLU", [](Settings&) { return make_relu(); }},
       {"MaxPool2d",
        [](Settings& s) {
@@ -159,9 +192,10 @@ void setup_layer(const NetworkSpec& spec, const SpecLine& line, Layer& layer, Sh
     line_error(spec, line, line.column, e.what());
   }
   for (const SpecSetting& s : line.settings) {
-    if (s.key != "num_features") continue;  // BatchNorm: its output shape is its input's
+    // BatchNorm, InstanceNorm (num_features), GroupNorm (num_channels): output shape = input shape
+    if (s.key != "num_features" && s.key != "num_channels") continue;
     if (s.value != std::to_string(shape[0])) {
-      line_error(spec, line, s.column, line.type + ": num_features: " + s.value + " given, but the input has " +
+      line_error(spec, line, s.column, line.type + ": " + s.key + ": " + s.value + " given, but the input has " +
                                            std::to_string(shape[0]) + " channels");
     }
   }

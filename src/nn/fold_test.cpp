@@ -19,6 +19,18 @@ void perturb_batchnorm(Network& net) {
   }
 }
 
+// Both networks' eval outputs on the same n random inputs agree up to the fold's rounding.
+void expect_same_eval(Network& net, Network& folded, int64_t n, uint32_t seed) {
+  net.reserve(n);
+  folded.reserve(n);
+  const int64_t in = numel(net.input_shape()), out = numel(net.output_shape());
+  const auto x = testing::to_float(testing::random_vector(n * in, seed));
+  const float* a = net.forward(x.data(), n, {.mode = Mode::Eval});
+  const std::vector<float> expected(a, a + n * out);
+  const float* b = folded.forward(x.data(), n, {.mode = Mode::Eval});
+  for (int64_t i = 0; i < n * out; ++i) EXPECT_NEAR(b[i], expected[i], 1e-4 + 1e-4 * std::abs(expected[i])) << i;
+}
+
 TEST(FoldBatchNorm, FoldedAndUnfoldedEvalOutputsAgree) {
   const NetworkSpec spec = load_spec("seed");
   Network net = build_network(spec, {1, 28, 28});
@@ -32,13 +44,7 @@ TEST(FoldBatchNorm, FoldedAndUnfoldedEvalOutputsAgree) {
   Network again = build_network(parse_spec(folded.text, "folded"), {1, 28, 28});
   EXPECT_EQ(again.state_dict().size(), folded.net.state_dict().size());
 
-  net.reserve(8);
-  folded.net.reserve(8);
-  const auto x = testing::to_float(testing::random_vector(8 * 784, 9));
-  const float* a = net.forward(x.data(), 8, {.mode = Mode::Eval});
-  const std::vector<float> expected(a, a + 80);
-  const float* b = folded.net.forward(x.data(), 8, {.mode = Mode::Eval});
-  for (int i = 0; i < 80; ++i) EXPECT_NEAR(b[i], expected[i], 1e-4 + 1e-4 * std::abs(expected[i])) << i;
+  expect_same_eval(net, folded.net, 8, 9);
 }
 
 // The fold works on the built network, so BN inside residual blocks folds too, at any depth;
@@ -104,6 +110,40 @@ TEST(SpecText, BuiltNetworksReadBackToTheSameNetwork) {
     for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].name + to_string(a[i].shape), b[i].name + to_string(b[i].shape));
     EXPECT_EQ(spec_text(again), text);
   }
+}
+
+// The per-sample norms write back as specs too (and InstanceNorm's switches).
+TEST(SpecText, PerSampleNormsReadBack) {
+  const std::string text =
+      "c: Conv2d out_channels=4 kernel_size=3\n"
+      "gn: GroupNorm num_groups=2 eps=0.001 affine=false\n"
+      "ln: LayerNorm elementwise_affine=false\n"
+      "in: InstanceNorm2d momentum=0.2 affine=true track_running_stats=true\n"
+      "f: Flatten\n"
+      "ln1: LayerNorm eps=0.0001\n";
+  Network net = build_network(parse_spec(text, "s"), {1, 6, 6});
+  EXPECT_EQ(spec_text(net), spec_text(build_network(parse_spec(spec_text(net), "again"), {1, 6, 6})));
+  EXPECT_NE(spec_text(net).find("gn: GroupNorm num_groups=2 eps=0.001 affine=false"), std::string::npos) << spec_text(net);
+  EXPECT_NE(spec_text(net).find("in: InstanceNorm2d momentum=0.2 affine=true track_running_stats=true"), std::string::npos);
+  EXPECT_EQ(net.layer(1).describe(), "2, 4, eps=0.001000, affine=False");
+  EXPECT_EQ(net.layer(2).describe(), "(4, 4, 4), elementwise_affine=False");
+  EXPECT_EQ(net.layer(5).describe(), "(64,), eps=0.000100");
+}
+
+// Fold matches LayerKind::BatchNorm only: GroupNorm and LayerNorm stay, and eval gives the same.
+TEST(FoldBatchNorm, LeavesPerSampleNormsAlone) {
+  const NetworkSpec spec = parse_spec(
+      "conv1: Conv2d out_channels=4 kernel_size=3\ngn: GroupNorm num_groups=2\nReLU\n"
+      "conv2: Conv2d out_channels=4 kernel_size=3\nbn: BatchNorm2d\nln: LayerNorm\nFlatten\n"
+      "fc: Linear out_features=3\n", "s");
+  Network net = build_network(spec, {1, 8, 8});
+  net.initialize(5);
+  perturb_batchnorm(net);
+  FoldedNetwork folded = fold_batchnorm(net);
+  EXPECT_EQ(folded.folded, 1);
+  EXPECT_NE(folded.text.find("gn: GroupNorm num_groups=2"), std::string::npos) << folded.text;
+  EXPECT_NE(folded.text.find("ln: LayerNorm"), std::string::npos) << folded.text;
+  expect_same_eval(net, folded.net, 4, 11);
 }
 
 TEST(FoldBatchNorm, LeavesBatchNormWithoutRunningStatisticsAlone) {

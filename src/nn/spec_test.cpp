@@ -69,7 +69,8 @@ TEST(Spec, CommentsBlankLinesAndSettingsParse) {
 TEST(Spec, ErrorsPointAtLineAndColumn) {
   EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3\nFoo\n"),
             "net.spec:2:1: unknown layer type 'Foo' (known: BatchNorm1d, BatchNorm2d, Conv2d, Dropout, "
-            "Flatten, Linear, LogSoftmax, MaxPool2d, ReLU, Sigmoid, Tanh, Residual ... end)");
+            "Flatten, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, LogSoftmax, MaxPool2d, "
+            "ReLU, Sigmoid, Tanh, Residual ... end)");
   EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3 colour=red\n"),
             "net.spec:1:37: Conv2d: unknown key 'colour'");
   EXPECT_EQ(build_error("Conv2d out_channels=eight kernel_size=3\n"),
@@ -98,6 +99,39 @@ TEST(Spec, ImpossibleShapesNameTheLine) {
             "net.spec:2:1: BatchNorm2d: input: expects (C, H, W) per sample, got 784");
   EXPECT_EQ(build_error("Conv2d out_channels=4 kernel_size=3\nBatchNorm2d num_features=5\n"),
             "net.spec:2:13: BatchNorm2d: num_features: 5 given, but the input has 4 channels");
+}
+
+// GroupNorm, LayerNorm, InstanceNorm: PyTorch's state_dict names and shapes, their defaults.
+TEST(Spec, PerSampleNormsHavePyTorchsTensors) {
+  auto names = [](const std::string& text, const Shape& input) {
+    std::string s;
+    for (const TensorView& t : build_network(parse_spec(text, "s"), input).state_dict()) s += t.name + ":" + to_string(t.shape) + " ";
+    return s;
+  };
+  EXPECT_EQ(names("gn: GroupNorm num_groups=2\n", {4, 3, 3}), "gn.weight:4 gn.bias:4 ");
+  EXPECT_EQ(names("gn: GroupNorm num_groups=2 affine=false num_channels=4\n", {4, 3, 3}), "");
+  EXPECT_EQ(names("ln: LayerNorm\n", {4, 3, 3}), "ln.weight:4x3x3 ln.bias:4x3x3 ");
+  EXPECT_EQ(names("ln: LayerNorm elementwise_affine=false eps=1e-3\n", {128}), "");
+  EXPECT_EQ(names("in: InstanceNorm2d\n", {4, 3, 3}), "");
+  EXPECT_EQ(names("in: InstanceNorm1d affine=true track_running_stats=true momentum=0.2 num_features=4\n", {4, 5}),
+            "in.weight:4 in.bias:4 in.running_mean:4 in.running_var:4 in.num_batches_tracked:scalar ");
+}
+
+TEST(Spec, PerSampleNormErrorsPointAtLineAndColumn) {
+  EXPECT_EQ(build_error("Conv2d out_channels=6 kernel_size=3\nGroupNorm num_groups=4\n"),
+            "net.spec:2:1: GroupNorm: num_groups: 4 does not divide the 6 channels");
+  EXPECT_EQ(build_error("GroupNorm\n"), "net.spec:1:1: GroupNorm: num_groups: required");
+  EXPECT_EQ(build_error("GroupNorm num_groups=0\n"), "net.spec:1:11: GroupNorm: num_groups: must be at least 1");
+  EXPECT_EQ(build_error("GroupNorm num_groups=1 eps=0\n"), "net.spec:1:24: GroupNorm: eps: must be positive");
+  EXPECT_EQ(build_error("LayerNorm eps=-1e-5\n"), "net.spec:1:11: LayerNorm: eps: must be positive");
+  EXPECT_EQ(build_error("LayerNorm affine=true\n"), "net.spec:1:11: LayerNorm: unknown key 'affine'");
+  EXPECT_EQ(build_error("InstanceNorm2d momentum=2\n"), "net.spec:1:16: InstanceNorm2d: momentum: must be in [0, 1]");
+  EXPECT_EQ(build_error("Flatten\nInstanceNorm2d\n"),
+            "net.spec:2:1: InstanceNorm2d: input: expects (C, H, W) per sample, got 784");
+  EXPECT_EQ(build_error("InstanceNorm1d\n"),
+            "net.spec:1:1: InstanceNorm1d: input: expects (C, L) per sample, got 1x28x28");
+  EXPECT_EQ(build_error("GroupNorm num_groups=1 num_channels=3\n"),
+            "net.spec:1:24: GroupNorm: num_channels: 3 given, but the input has 1 channels");
 }
 
 // Found by fuzz/spec_fuzz: huge sizes overflowed int64 (undefined behaviour) or asked for
@@ -130,7 +164,8 @@ TEST(Spec, UnknownModelNamesPresets) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()), "/nonexistent/model.spec: model: neither a preset (seed, seed-nobn, "
-                                     "seed-bn-after-relu, seed-bn-conv-only, paper-mlp, paper-mlp-bn) "
+                                     "seed-bn-after-relu, seed-bn-conv-only, paper-mlp, paper-mlp-bn, "
+                                     "seed-groupnorm, seed-layernorm) "
                                      "nor a readable spec file");
   }
 }
