@@ -127,6 +127,9 @@ class SampleGroupNorm final : public Layer {
     }
   }
 
+  // The statistics are the sample's own (or InstanceNorm's running ones): never the batch's.
+  bool eval_mixes_samples() const override { return false; }
+
   int64_t macs_per_sample() const override { return channels_ * spatial_; }
 
   std::vector<std::pair<std::string, std::string>> spec_settings() const override {

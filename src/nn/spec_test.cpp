@@ -117,6 +117,15 @@ TEST(Spec, PerSampleNormsHavePyTorchsTensors) {
             "in.weight:4 in.bias:4 in.running_mean:4 in.running_var:4 in.num_batches_tracked:scalar ");
 }
 
+// Their eval outputs are per sample, so a large eval batch may be cut (BatchNorm without running
+// statistics is the one layer that mixes samples).
+TEST(Spec, PerSampleNormsDoNotMixSamples) {
+  for (const char* line : {"GroupNorm num_groups=2", "LayerNorm", "InstanceNorm2d", "InstanceNorm2d track_running_stats=true"}) {
+    EXPECT_TRUE(build_network(parse_spec(line, "s"), {4, 3, 3}).eval_is_per_sample()) << line;
+  }
+  EXPECT_FALSE(build_network(parse_spec("BatchNorm2d track_running_stats=false", "s"), {4, 3, 3}).eval_is_per_sample());
+}
+
 TEST(Spec, PerSampleNormErrorsPointAtLineAndColumn) {
   EXPECT_EQ(build_error("Conv2d out_channels=6 kernel_size=3\nGroupNorm num_groups=4\n"),
             "net.spec:2:1: GroupNorm: num_groups: 4 does not divide the 6 channels");

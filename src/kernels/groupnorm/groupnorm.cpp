@@ -3,6 +3,7 @@
 // on the thread count. Nothing allocates.
 #include "kernels/groupnorm/groupnorm.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace bnlab::kernels {
@@ -37,14 +38,18 @@ void gn_normalize(T* y, const T* x, const double* mean, const double* invstd, co
   const int64_t Cg = C / G;
   // Per (n, c): a = invstd[n, g] * w[c], b' = b[c] - mean[n, g] * a, y = x * a + b' in double
   // (the same value as (x - mean) * invstd * w + b; double keeps the cancellation exact).
+  // Group by group, so that LayerNorm's (C*S, 1) runs one vector loop over its channels.
 #pragma omp parallel for schedule(static)
-  for (int64_t nc = 0; nc < N * C; ++nc) {
-    const int64_t c = nc % C, ng = (nc / C) * G + c / Cg;
-    const double a = invstd[ng] * (weight ? static_cast<double>(weight[c]) : 1.0);
-    const double shift = (bias ? static_cast<double>(bias[c]) : 0.0) - mean[ng] * a;
-    const T* xr = x + nc * S;
-    T* yr = y + nc * S;
-    for (int64_t s = 0; s < S; ++s) yr[s] = static_cast<T>(static_cast<double>(xr[s]) * a + shift);
+  for (int64_t ng = 0; ng < N * G; ++ng) {
+    const int64_t c0 = (ng % G) * Cg;
+    const double inv = invstd[ng], mu = mean[ng];
+    const T* xg = x + ng * Cg * S;
+    T* yg = y + ng * Cg * S;
+    for (int64_t c = 0; c < Cg; ++c) {
+      const double a = inv * (weight ? static_cast<double>(weight[c0 + c]) : 1.0);
+      const double shift = (bias ? static_cast<double>(bias[c0 + c]) : 0.0) - mu * a;
+      for (int64_t s = 0; s < S; ++s) yg[c * S + s] = static_cast<T>(static_cast<double>(xg[c * S + s]) * a + shift);
+    }
   }
 }
 
@@ -67,33 +72,44 @@ void channel_partials(double* partial, const T* dy, const T* x, const double* me
                       int64_t N, int64_t C, int64_t S, int64_t G) {
   const int64_t Cg = C / G;
 #pragma omp parallel for schedule(static)
-  for (int64_t nc = 0; nc < N * C; ++nc) {
-    const int64_t ng = (nc / C) * G + (nc % C) / Cg;
-    const T* dyr = dy + nc * S;
-    const T* xr = x + nc * S;
-    double sum_dy = 0, sum_dy_xmu = 0;
-    for (int64_t s = 0; s < S; ++s) {
-      sum_dy += static_cast<double>(dyr[s]);
-      sum_dy_xmu += static_cast<double>(dyr[s]) * (static_cast<double>(xr[s]) - mean[ng]);
+  for (int64_t ng = 0; ng < N * G; ++ng) {
+    const int64_t nc0 = (ng / G) * C + (ng % G) * Cg;
+    for (int64_t nc = nc0; nc < nc0 + Cg; ++nc) {
+      const T* dyr = dy + nc * S;
+      const T* xr = x + nc * S;
+      double sum_dy = 0, sum_dy_xmu = 0;
+      for (int64_t s = 0; s < S; ++s) {
+        sum_dy += static_cast<double>(dyr[s]);
+        sum_dy_xmu += static_cast<double>(dyr[s]) * (static_cast<double>(xr[s]) - mean[ng]);
+      }
+      partial[nc] = sum_dy;
+      partial[N * C + nc] = sum_dy_xmu * invstd[ng];
     }
-    partial[nc] = sum_dy;
-    partial[N * C + nc] = sum_dy_xmu * invstd[ng];
   }
 }
 
-// dweight[c] += sum_n sum_s dy * xhat, dbias[c] += sum_n sum_s dy, n in order.
+// dweight[c] += sum_n sum_s dy * xhat, dbias[c] += sum_n sum_s dy, n in order; blocks of
+// channels on the threads, the samples' rows read one after another (LayerNorm has C = C*H*W).
 template <typename T>
 void param_grads(T* dweight, T* dbias, const double* partial, int64_t N, int64_t C) {
   if (!dweight && !dbias) return;
+  constexpr int64_t kBlock = 256;
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < C; ++c) {
-    double dw = 0, db = 0;
+  for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+    const int64_t width = std::min(kBlock, C - c0);
+    double dw[kBlock] = {}, db[kBlock] = {};
     for (int64_t n = 0; n < N; ++n) {
-      db += partial[n * C + c];
-      dw += partial[N * C + n * C + c];
+      const double* row_dy = partial + n * C + c0;
+      const double* row_dy_xhat = partial + N * C + n * C + c0;
+      for (int64_t i = 0; i < width; ++i) {
+        db[i] += row_dy[i];
+        dw[i] += row_dy_xhat[i];
+      }
     }
-    if (dweight) dweight[c] = static_cast<T>(static_cast<double>(dweight[c]) + dw);
-    if (dbias) dbias[c] = static_cast<T>(static_cast<double>(dbias[c]) + db);
+    for (int64_t i = 0; i < width; ++i) {
+      if (dweight) dweight[c0 + i] = static_cast<T>(static_cast<double>(dweight[c0 + i]) + dw[i]);
+      if (dbias) dbias[c0 + i] = static_cast<T>(static_cast<double>(dbias[c0 + i]) + db[i]);
+    }
   }
 }
 
