@@ -113,6 +113,13 @@ TEST_F(Cli, BadInputExitsTwoWithOneLine) {
   EXPECT_EQ(bad_spec.out, "bnlab: " + path("bad.spec") +
                               ":2:5: Linear: input: expects (features) per sample, got 8x26x26 (add Flatten before it)\n");
 
+  // Without LogSoftmax the NLL loss would train against raw scores, to a negative loss: refused.
+  std::ofstream(path("raw.spec")) << "Flatten\nfc: Linear out_features=10\n";
+  const CommandResult raw = bnlab("train --max-steps 1 --limit-train 64 --limit-test 64 --model " + path("raw.spec"));
+  EXPECT_EQ(raw.status, 2);
+  EXPECT_EQ(raw.out, "bnlab: network: output: the last layer is Linear 'fc'; the NLL loss needs log-probabilities: "
+                     "end the network with LogSoftmax\n");
+
   std::ofstream(path("junk.safetensors")) << "not a checkpoint at all";
   const CommandResult bad_ckpt = bnlab("eval --weights " + path("junk.safetensors"));
   EXPECT_EQ(bad_ckpt.status, 2);

@@ -5,6 +5,7 @@
 #include "bnlab/checkpoint.h"
 #include "bnlab/data.h"
 #include "bnlab/fold.h"
+#include "bnlab/loss.h"
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
 #include "bnlab/train.h"
@@ -30,6 +31,7 @@ void run_eval(const EvalFlags& f) {
   DataSource data = load_data(f.data);
   limit_samples(data.test, f.limit_test);
   Network net = build_network(spec, {1, data.test.height, data.test.width});
+  require_log_probabilities(net);
   check_labels(data.test, numel(net.output_shape()));
   load_checkpoint(net, f.weights);
   if (f.fold_bn) net = std::move(fold_batchnorm(net).net);  // inference without BN passes; same results up to rounding

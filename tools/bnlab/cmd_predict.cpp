@@ -14,6 +14,7 @@
 #include "bnlab/checkpoint.h"
 #include "bnlab/error.h"
 #include "bnlab/image.h"
+#include "bnlab/loss.h"
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
 #include "commands.h"
@@ -74,6 +75,7 @@ void run_predict(const PredictFlags& f) {
 
   const int64_t n = static_cast<int64_t>(digits.size());
   const int64_t batch = std::min(n, kBatch);
+  require_log_probabilities(net);  // the probabilities shown are exp(output)
   net.reserve_inference(batch);
   std::vector<float> x(static_cast<size_t>(batch * pixels));
   std::vector<float> scores(static_cast<size_t>(n * classes));

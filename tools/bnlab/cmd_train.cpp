@@ -1,24 +1,20 @@
 // bnlab train: the PyTorch MNIST example's flags and recipe (Adadelta lr 1.0, StepLR gamma 0.7).
-#include <pthread.h>
-#include <signal.h>
-
 #include <algorithm>
-#include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <thread>
 
 #include "bnlab/checkpoint.h"
 #include "bnlab/comm.h"
 #include "bnlab/error.h"
+#include "bnlab/loss.h"
 #include "bnlab/data.h"
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
 #include "bnlab/train.h"
 #include "commands.h"
 #include "progress.h"
+#include "stop_signal.h"
 
 namespace bnlab::cli {
 namespace {
@@ -46,77 +42,6 @@ int threads_per_process(int flag, bool distributed) {
   return std::max(1, available_cores() / processes);
 }
 
-// Ctrl-C or SIGTERM during training: the loop finishes its step, writes the checkpoint and
-// returns; a second signal ends the process at once. bnlab's own threads (this one, OpenMP's and
-// MPI's, all started after it) block both signals, and one waiting thread takes them with
-// sigwait, so they never interrupt the compute threads. Libraries' threads started when they
-// were loaded (OpenBLAS's pool, idle: bnlab calls it single-threaded) do not block them; a
-// handler that only sets the same flag serves them. With the handler alone the kernel ran it on
-// whichever thread it picked, in the middle of a training step, and now and then (one run in
-// thirty, one in seven with another heap layout) the interrupted run died of a corrupted heap
-// inside oneDNN's sgemm; none did in 36 runs since.
-std::atomic<int> g_stop_signals{0};  // received so far
-std::atomic<int> g_first_signal{0};
-std::atomic<bool> g_stop_requested{false};
-
-// The first signal asks to stop; a later one ends the process with the signal's default action.
-void on_stop_signal_received(int signal) {
-  if (g_stop_signals.fetch_add(1) == 0) {
-    g_first_signal.store(signal);
-    g_stop_requested.store(true);
-    return;
-  }
-  std::signal(signal, SIG_DFL);
-  sigset_t one;  // blocked in the waiting thread, and in a handler while it runs
-  sigemptyset(&one);
-  sigaddset(&one, signal);
-  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-  std::raise(signal);
-}
-
-extern "C" void on_stop_signal(int signal) { on_stop_signal_received(signal); }
-
-class StopOnSignal {
- public:
-  // Before MPI and OpenMP start their threads: threads inherit the blocked signals.
-  StopOnSignal() {
-    sigemptyset(&signals_);
-    sigaddset(&signals_, SIGINT);
-    sigaddset(&signals_, SIGTERM);
-    std::signal(SIGINT, on_stop_signal);
-    std::signal(SIGTERM, on_stop_signal);
-    pthread_sigmask(SIG_BLOCK, &signals_, &previous_);
-    waiter_ = std::thread([this] { wait(); });
-  }
-  ~StopOnSignal() {
-    done_.store(true);
-    pthread_kill(waiter_.native_handle(), SIGTERM);  // wakes its sigwait
-    waiter_.join();
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
-  }
-  StopOnSignal(const StopOnSignal&) = delete;
-  StopOnSignal& operator=(const StopOnSignal&) = delete;
-
-  const std::atomic<bool>* requested() const { return &g_stop_requested; }
-  int signal() const { return g_first_signal.load(); }
-
- private:
-  void wait() {
-    for (;;) {
-      int received = 0;
-      if (sigwait(&signals_, &received) != 0) continue;
-      if (done_.load()) return;
-      on_stop_signal_received(received);
-    }
-  }
-
-  sigset_t signals_, previous_;
-  std::atomic<bool> done_{false};
-  std::thread waiter_;
-};
-
 void run_train(const TrainFlags& f) {
   if (f.sync_bn && !f.distributed) fail("--sync-bn", "", "needs --distributed");
   const StopOnSignal stop;  // first: before MPI's and OpenMP's threads
@@ -133,6 +58,7 @@ void run_train(const TrainFlags& f) {
   limit_samples(data.train, f.limit_train);
   limit_samples(data.test, f.limit_test);
   Network net = build_network(spec, {1, data.train.height, data.train.width});
+  require_log_probabilities(net);  // before any work or output
   const int64_t classes = numel(net.output_shape());
   check_labels(data.train, classes);
   check_labels(data.test, classes);
@@ -193,7 +119,7 @@ void run_train(const TrainFlags& f) {
 void add_train_command(CLI::App& app) {
   auto flags = std::make_shared<TrainFlags>();
   CLI::App* cmd = app.add_subcommand("train", "Train a network and report test accuracy after each epoch");
-  cmd->add_option("--model", flags->model, "Preset (seed, seed-nobn, seed-bn-after-relu) or spec file")->capture_default_str();
+  cmd->add_option("--model", flags->model, "Preset (seed, seed-nobn, seed-bn-after-relu, ...: docs/guide.md) or spec file; it must end in LogSoftmax (the loss is NLL)")->capture_default_str();
   cmd->add_option("--data", flags->data, "mnist, fashion-mnist, or a directory of IDX files")->capture_default_str();
   cmd->add_option("--epochs", flags->train.epochs, "Epochs to train")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", flags->train.batch_size, "Training mini-batch size")->capture_default_str()->check(CLI::PositiveNumber);
