@@ -120,6 +120,12 @@ TEST_F(Cli, BadInputExitsTwoWithOneLine) {
   EXPECT_EQ(raw.out, "bnlab: network: output: the last layer is Linear 'fc'; the NLL loss needs log-probabilities: "
                      "end the network with LogSoftmax\n");
 
+  setenv("BNLAB_MAX_CPU_ISA", "sse9", 1);
+  const CommandResult bad_isa = bnlab("summary");
+  unsetenv("BNLAB_MAX_CPU_ISA");
+  EXPECT_EQ(bad_isa.status, 2);
+  EXPECT_EQ(bad_isa.out, "bnlab: BNLAB_MAX_CPU_ISA: 'sse9' is not one of avx512, avx2, baseline\n");
+
   std::ofstream(path("junk.safetensors")) << "not a checkpoint at all";
   const CommandResult bad_ckpt = bnlab("eval --weights " + path("junk.safetensors"));
   EXPECT_EQ(bad_ckpt.status, 2);
