@@ -24,8 +24,9 @@ int main(int argc, char** argv) {
     if (const char* isa = std::getenv("BNLAB_MAX_CPU_ISA")) bnlab::kernels::parse_isa(isa, "BNLAB_MAX_CPU_ISA");
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "bnlab: %s\n", e.what());  // one line, as every other bad input
+    return 2;
   } catch (const bnlab::cli::Interrupted& i) {
     return i.status;
   } catch (const bnlab::Error& e) {
