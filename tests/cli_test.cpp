@@ -102,6 +102,38 @@ TEST_F(Cli, OptimizersAndPresetsRun) {
   }
 }
 
+// Every numeric flag is checked before any work: one line naming the flag and its range in words,
+// exit 2, nothing written, no allocation attempted for an absurd value.
+TEST_F(Cli, BadFlagValuesAreOneLineErrors) {
+  const std::pair<std::string, std::string> table[] = {
+      {"train --batch-size 0", "--batch-size: 0 is out of range: 1 to 67108864"},
+      {"train --batch-size 100000", "--batch-size: 100000 is out of range for this network: 1 to 1820 (a layer's output would exceed 67108864 values)"},
+      {"train --test-batch-size 1000000", "--test-batch-size: 1000000 is out of range for this network: 1 to 85598 (a layer's output would exceed 67108864 values)"},
+      {"train --lr nan", "--lr: 'nan' is not a finite number from 0 to 3.4e38 (the largest float)"},
+      {"train --lr -1", "--lr: -1 is out of range: 0 to 3.4e38 (the largest float)"},
+      {"train --gamma 0", "--gamma: 0 is out of range: above 0 to 3.4e38 (the largest float)"},
+      {"train --threads 5000", "--threads: 5000 is out of range: 0 (all cores) to 1024"},
+      {"train --epochs abc", "--epochs: 'abc' is not a whole number from 1 to 1,000,000"},
+      {"train --max-steps -1", "--max-steps: -1 is out of range: 0 (no limit) to 10^12"},
+      {"train --bucket-kb -5", "--bucket-kb: -5 is out of range: 0 to 1048576 (1 GiB)"},
+      {"eval --weights w.safetensors --threads -1", "--threads: -1 is out of range: 0 (all cores) to 1024"},
+      {"eval --weights w.safetensors --test-batch-size 0", "--test-batch-size: 0 is out of range: 1 to 67108864"},
+      {"experiment depth --steps 0", "--steps: 0 is out of range: 1 to 10^12"},
+      {"experiment depth --seeds 5000", "--seeds: 5000 is out of range: 1 to 1000"},
+      {"predict --top 0 a.png", "--top: 0 is out of range: 1 to 1000"},
+      {"summary --input 0x28x28", "summary: --input: expected CxHxW (or CxL, or C) with positive sizes, got '0x28x28'"},
+      {"summary --input 1x100000x100000", "preset:seed:2:11: Conv2d: input: 1x100000x100000 is too large (more than 67108864 values)"},
+      {"export --weights w.safetensors --out o.safetensors --input 1xx28", "--input: '1xx28' is not a shape like 1x28x28"},
+  };
+  for (const auto& [args, message] : table) {
+    const bool trains = args.rfind("train ", 0) == 0;
+    const CommandResult r = bnlab(args + (trains ? " --save " + path("never.safetensors") : ""));
+    EXPECT_EQ(r.status, 2) << args;
+    EXPECT_EQ(r.out, "bnlab: " + message + "\n") << args;
+    EXPECT_FALSE(std::filesystem::exists(path("never.safetensors"))) << args;
+  }
+}
+
 TEST_F(Cli, BadInputExitsTwoWithOneLine) {
   const CommandResult no_dir = bnlab("train --data " + path("missing"));
   EXPECT_EQ(no_dir.status, 2);
@@ -112,6 +144,19 @@ TEST_F(Cli, BadInputExitsTwoWithOneLine) {
   EXPECT_EQ(bad_spec.status, 2);
   EXPECT_EQ(bad_spec.out, "bnlab: " + path("bad.spec") +
                               ":2:5: Linear: input: expects (features) per sample, got 8x26x26 (add Flatten before it)\n");
+
+  // Without LogSoftmax the NLL loss would train against raw scores, to a negative loss: refused.
+  std::ofstream(path("raw.spec")) << "Flatten\nfc: Linear out_features=10\n";
+  const CommandResult raw = bnlab("train --max-steps 1 --limit-train 64 --limit-test 64 --model " + path("raw.spec"));
+  EXPECT_EQ(raw.status, 2);
+  EXPECT_EQ(raw.out, "bnlab: network: output: the last layer is Linear 'fc'; the NLL loss needs log-probabilities: "
+                     "end the network with LogSoftmax\n");
+
+  setenv("BNLAB_MAX_CPU_ISA", "sse9", 1);
+  const CommandResult bad_isa = bnlab("summary");
+  unsetenv("BNLAB_MAX_CPU_ISA");
+  EXPECT_EQ(bad_isa.status, 2);
+  EXPECT_EQ(bad_isa.out, "bnlab: BNLAB_MAX_CPU_ISA: 'sse9' is not one of avx512, avx2, baseline\n");
 
   std::ofstream(path("junk.safetensors")) << "not a checkpoint at all";
   const CommandResult bad_ckpt = bnlab("eval --weights " + path("junk.safetensors"));

@@ -34,8 +34,19 @@ def read_idx(path):
     return torch.frombuffer(bytearray(data[4 + 4 * ndim:]), dtype=torch.uint8).reshape(dims)
 
 
+def mnist_dir():
+    """Where MNIST is, by the rule of bnlab's own lookup (src/data/dataset.cpp): $BNLAB_DATA/mnist,
+    then data/mnist in the working directory, then data/mnist in the checkout."""
+    candidates = [os.path.join(os.environ["BNLAB_DATA"], "mnist")] if os.environ.get("BNLAB_DATA") else []
+    candidates += [os.path.join("data", "mnist"), os.path.join(ROOT, "data", "mnist")]
+    for d in candidates:
+        if os.path.exists(os.path.join(d, "train-images-idx3-ubyte")):
+            return d
+    sys.exit("pytorch_roundtrip: MNIST not found in " + ", ".join(candidates) + ": run scripts/fetch-mnist")
+
+
 def mnist(split, limit):
-    base = os.path.join(ROOT, "data", "mnist", split)
+    base = os.path.join(mnist_dir(), split)
     images = read_idx(base + "-images-idx3-ubyte")[:limit]
     labels = read_idx(base + "-labels-idx1-ubyte")[:limit].long()
     x = ((images.float() / 255.0) - 0.1307) / 0.3081

@@ -8,6 +8,7 @@ namespace bnlab {
 
 EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, int64_t batch_size,
                     std::vector<float>* outputs) {
+  require_log_probabilities(net);
   // Batches beyond the training capacity run through the inference path: small pieces with BN,
   // ReLU and max-pooling folded into the convolutions (Network::reserve_inference), the same
   // outputs as the layer-by-layer pass, several times faster.

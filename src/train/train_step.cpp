@@ -61,6 +61,7 @@ TrainStep::TrainStep(Network& net, const DataSource& data, Optimizer& optimizer,
                      const StepOptions& options, Fusion fusion)
     : net_(net), data_(data), optimizer_(optimizer), options_(options),
       comm_(options.comm ? *options.comm : single_process_), parallel_(std::make_unique<Parallel>()) {
+  require_log_probabilities(net);
   const int64_t classes = numel(net.output_shape());
   const int64_t pixels = data.train.height * data.train.width;
   net.reserve(max_batch, {.fusion = fusion});

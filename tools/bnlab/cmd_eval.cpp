@@ -5,10 +5,12 @@
 #include "bnlab/checkpoint.h"
 #include "bnlab/data.h"
 #include "bnlab/fold.h"
+#include "bnlab/loss.h"
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
 #include "bnlab/train.h"
 #include "commands.h"
+#include "flag_checks.h"
 
 namespace bnlab::cli {
 namespace {
@@ -30,6 +32,8 @@ void run_eval(const EvalFlags& f) {
   DataSource data = load_data(f.data);
   limit_samples(data.test, f.limit_test);
   Network net = build_network(spec, {1, data.test.height, data.test.width});
+  require_log_probabilities(net);
+  check_batch_fits(net, f.test_batch_size, "--test-batch-size", true);
   check_labels(data.test, numel(net.output_shape()));
   load_checkpoint(net, f.weights);
   if (f.fold_bn) net = std::move(fold_batchnorm(net).net);  // inference without BN passes; same results up to rounding
@@ -53,9 +57,9 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--model", flags->model, "Preset or spec file the weights belong to")->capture_default_str();
   cmd->add_option("--weights", flags->weights, "safetensors checkpoint (bnlab train --save, or PyTorch's state_dict)")->required();
   cmd->add_option("--data", flags->data, "mnist, fashion-mnist, or a directory of IDX files")->capture_default_str();
-  cmd->add_option("--test-batch-size", flags->test_batch_size, "Evaluation batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--limit-test", flags->limit_test, "Use only the first N test images")->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--test-batch-size", flags->test_batch_size, "Evaluation batch size")->capture_default_str()->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
+  cmd->add_option("--limit-test", flags->limit_test, "Use only the first N test images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
+  cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(threads_range());
   cmd->add_flag("--fold-bn", flags->fold_bn, "Fold batch norm into the layer before it first (faster inference)");
   cmd->add_option("--outputs", flags->outputs, "Write the network's outputs (log-probabilities) for every test image as safetensors");
   cmd->callback([flags] { run_eval(*flags); });

@@ -9,6 +9,7 @@
 
 #include "bnlab/threads.h"
 #include "commands.h"
+#include "flag_checks.h"
 #include "experiments/experiment.h"
 
 namespace bnlab::cli {
@@ -74,14 +75,14 @@ void add_experiment_command(CLI::App& app) {
   cmd->footer("Experiments:" + names);
   cmd->add_option("name", flags->options.name, "Which experiment")->required()->check(CLI::IsMember(experiments::names()));
   cmd->add_option("--out", flags->options.out_dir, "Output directory (default: out/experiments/NAME)");
-  cmd->add_option("--seeds", flags->options.seeds, "Seeds per configuration (default: the experiment's)")->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", flags->options.steps, "Optimizer steps per run (default: the experiment's)")->check(CLI::PositiveNumber);
+  cmd->add_option("--seeds", flags->options.seeds, "Seeds per configuration (default: the experiment's)")->check(integer_in(1, 1000, "1 to 1000"));
+  cmd->add_option("--steps", flags->options.steps, "Optimizer steps per run (default: the experiment's)")->check(integer_in(1, kMaxCount, "1 to 10^12"));
   cmd->add_option("--eval-every", flags->options.eval_every, "Steps between measurements (default: the experiment's)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_in(1, kMaxCount, "1 to 10^12"));
   cmd->add_option("--data", flags->options.data, "mnist, fashion-mnist, or a directory of IDX files")->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--limit-train", flags->options.limit_train, "Use only the first N training images")->check(CLI::PositiveNumber);
-  cmd->add_option("--limit-test", flags->options.limit_test, "Use only the first N test images")->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(threads_range());
+  cmd->add_option("--limit-train", flags->options.limit_train, "Use only the first N training images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
+  cmd->add_option("--limit-test", flags->options.limit_test, "Use only the first N test images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   cmd->add_flag("--fresh", flags->options.fresh, "Discard earlier results in --out instead of resuming");
   cmd->callback([flags] { run_experiment(*flags); });
 }

@@ -14,9 +14,11 @@
 #include "bnlab/checkpoint.h"
 #include "bnlab/error.h"
 #include "bnlab/image.h"
+#include "bnlab/loss.h"
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
 #include "commands.h"
+#include "flag_checks.h"
 
 namespace bnlab::cli {
 namespace {
@@ -74,6 +76,7 @@ void run_predict(const PredictFlags& f) {
 
   const int64_t n = static_cast<int64_t>(digits.size());
   const int64_t batch = std::min(n, kBatch);
+  require_log_probabilities(net);  // the probabilities shown are exp(output)
   net.reserve_inference(batch);
   std::vector<float> x(static_cast<size_t>(batch * pixels));
   std::vector<float> scores(static_cast<size_t>(n * classes));
@@ -124,9 +127,9 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("--model", flags->model, "Preset or spec file the weights belong to")->capture_default_str();
   cmd->add_option("--weights", flags->weights, "safetensors checkpoint (bnlab train --save)")->required();
   CLI::Option* json = cmd->add_flag("--json", flags->json, "Print one JSON document instead of lines");
-  cmd->add_option("--top", flags->top, "How many of the most probable classes to list")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--top", flags->top, "How many of the most probable classes to list")->capture_default_str()->check(integer_in(1, 1000, "1 to 1000"));
   cmd->add_flag("--show", flags->show, "Also draw each preprocessed 28x28 input as text")->excludes(json);
-  cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(threads_range());
   cmd->add_option("images", flags->images, "PNG or PGM files, any size, dark-on-light or light-on-dark")->required();
   cmd->callback([flags] { run_predict(*flags); });
 }

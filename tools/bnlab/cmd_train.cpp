@@ -1,24 +1,21 @@
 // bnlab train: the PyTorch MNIST example's flags and recipe (Adadelta lr 1.0, StepLR gamma 0.7).
-#include <pthread.h>
-#include <signal.h>
-
 #include <algorithm>
-#include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <thread>
 
 #include "bnlab/checkpoint.h"
 #include "bnlab/comm.h"
 #include "bnlab/error.h"
+#include "bnlab/loss.h"
 #include "bnlab/data.h"
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
 #include "bnlab/train.h"
 #include "commands.h"
+#include "flag_checks.h"
 #include "progress.h"
+#include "stop_signal.h"
 
 namespace bnlab::cli {
 namespace {
@@ -46,77 +43,6 @@ int threads_per_process(int flag, bool distributed) {
   return std::max(1, available_cores() / processes);
 }
 
-// Ctrl-C or SIGTERM during training: the loop finishes its step, writes the checkpoint and
-// returns; a second signal ends the process at once. bnlab's own threads (this one, OpenMP's and
-// MPI's, all started after it) block both signals, and one waiting thread takes them with
-// sigwait, so they never interrupt the compute threads. Libraries' threads started when they
-// were loaded (OpenBLAS's pool, idle: bnlab calls it single-threaded) do not block them; a
-// handler that only sets the same flag serves them. With the handler alone the kernel ran it on
-// whichever thread it picked, in the middle of a training step, and now and then (one run in
-// thirty, one in seven with another heap layout) the interrupted run died of a corrupted heap
-// inside oneDNN's sgemm; none did in 36 runs since.
-std::atomic<int> g_stop_signals{0};  // received so far
-std::atomic<int> g_first_signal{0};
-std::atomic<bool> g_stop_requested{false};
-
-// The first signal asks to stop; a later one ends the process with the signal's default action.
-void on_stop_signal_received(int signal) {
-  if (g_stop_signals.fetch_add(1) == 0) {
-    g_first_signal.store(signal);
-    g_stop_requested.store(true);
-    return;
-  }
-  std::signal(signal, SIG_DFL);
-  sigset_t one;  // blocked in the waiting thread, and in a handler while it runs
-  sigemptyset(&one);
-  sigaddset(&one, signal);
-  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-  std::raise(signal);
-}
-
-extern "C" void on_stop_signal(int signal) { on_stop_signal_received(signal); }
-
-class StopOnSignal {
- public:
-  // Before MPI and OpenMP start their threads: threads inherit the blocked signals.
-  StopOnSignal() {
-    sigemptyset(&signals_);
-    sigaddset(&signals_, SIGINT);
-    sigaddset(&signals_, SIGTERM);
-    std::signal(SIGINT, on_stop_signal);
-    std::signal(SIGTERM, on_stop_signal);
-    pthread_sigmask(SIG_BLOCK, &signals_, &previous_);
-    waiter_ = std::thread([this] { wait(); });
-  }
-  ~StopOnSignal() {
-    done_.store(true);
-    pthread_kill(waiter_.native_handle(), SIGTERM);  // wakes its sigwait
-    waiter_.join();
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
-  }
-  StopOnSignal(const StopOnSignal&) = delete;
-  StopOnSignal& operator=(const StopOnSignal&) = delete;
-
-  const std::atomic<bool>* requested() const { return &g_stop_requested; }
-  int signal() const { return g_first_signal.load(); }
-
- private:
-  void wait() {
-    for (;;) {
-      int received = 0;
-      if (sigwait(&signals_, &received) != 0) continue;
-      if (done_.load()) return;
-      on_stop_signal_received(received);
-    }
-  }
-
-  sigset_t signals_, previous_;
-  std::atomic<bool> done_{false};
-  std::thread waiter_;
-};
-
 void run_train(const TrainFlags& f) {
   if (f.sync_bn && !f.distributed) fail("--sync-bn", "", "needs --distributed");
   const StopOnSignal stop;  // first: before MPI's and OpenMP's threads
@@ -133,6 +59,9 @@ void run_train(const TrainFlags& f) {
   limit_samples(data.train, f.limit_train);
   limit_samples(data.test, f.limit_test);
   Network net = build_network(spec, {1, data.train.height, data.train.width});
+  require_log_probabilities(net);  // before any work or output
+  check_batch_fits(net, f.train.batch_size, "--batch-size", false);
+  check_batch_fits(net, f.train.test_batch_size, "--test-batch-size", true);
   const int64_t classes = numel(net.output_shape());
   check_labels(data.train, classes);
   check_labels(data.test, classes);
@@ -193,39 +122,39 @@ void run_train(const TrainFlags& f) {
 void add_train_command(CLI::App& app) {
   auto flags = std::make_shared<TrainFlags>();
   CLI::App* cmd = app.add_subcommand("train", "Train a network and report test accuracy after each epoch");
-  cmd->add_option("--model", flags->model, "Preset (seed, seed-nobn, seed-bn-after-relu) or spec file")->capture_default_str();
+  cmd->add_option("--model", flags->model, "Preset (seed, seed-nobn, seed-bn-after-relu, ...: docs/guide.md) or spec file; it must end in LogSoftmax (the loss is NLL)")->capture_default_str();
   cmd->add_option("--data", flags->data, "mnist, fashion-mnist, or a directory of IDX files")->capture_default_str();
-  cmd->add_option("--epochs", flags->train.epochs, "Epochs to train")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", flags->train.batch_size, "Training mini-batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--test-batch-size", flags->train.test_batch_size, "Evaluation batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--epochs", flags->train.epochs, "Epochs to train")->capture_default_str()->check(integer_in(1, 1'000'000, "1 to 1,000,000"));
+  cmd->add_option("--batch-size", flags->train.batch_size, "Training mini-batch size (at most what the network's buffers allow)")->capture_default_str()->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
+  cmd->add_option("--test-batch-size", flags->train.test_batch_size, "Evaluation batch size")->capture_default_str()->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   cmd->add_option("--optimizer", flags->optimizer, "adadelta, sgd, adam or adamw")->capture_default_str()
       ->check(CLI::IsMember({"adadelta", "sgd", "adam", "adamw"}));
-  cmd->add_option("--lr", flags->train.optimizer.lr, "Learning rate")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--gamma", flags->train.gamma, "StepLR: learning rate factor per epoch")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--momentum", flags->train.optimizer.momentum, "SGD momentum")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--lr", flags->train.optimizer.lr, "Learning rate")->capture_default_str()->check(real_in(0, kMaxReal, "0 to " BNLAB_MAX_REAL_WORDS));
+  cmd->add_option("--gamma", flags->train.gamma, "StepLR: learning rate factor per epoch")->capture_default_str()->check(real_in(1e-12, kMaxReal, "above 0 to " BNLAB_MAX_REAL_WORDS));
+  cmd->add_option("--momentum", flags->train.optimizer.momentum, "SGD momentum")->capture_default_str()->check(real_in(0, kMaxReal, "0 to " BNLAB_MAX_REAL_WORDS));
   cmd->add_flag("--nesterov", flags->train.optimizer.nesterov, "SGD: Nesterov momentum");
-  cmd->add_option("--weight-decay", flags->train.optimizer.weight_decay, "L2 penalty (decoupled for adamw)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--weight-decay", flags->train.optimizer.weight_decay, "L2 penalty (decoupled for adamw)")->capture_default_str()->check(real_in(0, kMaxReal, "0 to " BNLAB_MAX_REAL_WORDS));
   cmd->add_option("--seed", flags->train.seed, "Random seed: initialization, shuffling, dropout")->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(threads_range());
   cmd->add_option("--save", flags->save, "Write the trained model as safetensors (PyTorch state_dict names)");
   cmd->add_option("--metrics", flags->metrics, "Write step,epoch,train_loss,test_loss,test_accuracy,lr,seconds as CSV");
-  cmd->add_option("--log-interval", flags->train.log_interval, "Batches between progress reports")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-steps", flags->train.max_steps, "Stop after this many optimizer steps (0: no limit)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--limit-train", flags->limit_train, "Use only the first N training images")->check(CLI::PositiveNumber);
-  cmd->add_option("--limit-test", flags->limit_test, "Use only the first N test images")->check(CLI::PositiveNumber);
+  cmd->add_option("--log-interval", flags->train.log_interval, "Batches between progress reports")->capture_default_str()->check(integer_in(1, kMaxCount, "1 to 10^12"));
+  cmd->add_option("--max-steps", flags->train.max_steps, "Stop after this many optimizer steps (0: no limit)")->capture_default_str()->check(integer_in(0, kMaxCount, "0 (no limit) to 10^12"));
+  cmd->add_option("--limit-train", flags->limit_train, "Use only the first N training images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
+  cmd->add_option("--limit-test", flags->limit_test, "Use only the first N test images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   flags->train.checkpoint_path = "checkpoint.safetensors";
   cmd->add_option("--checkpoint", flags->train.checkpoint_path,
                   "Training checkpoint file, written atomically (model, optimizer, position)")->capture_default_str();
   cmd->add_option("--checkpoint-every", flags->train.checkpoint_every,
                   "Write the training checkpoint every N steps and after each such epoch (0: only when interrupted)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(integer_in(0, kMaxCount, "0 (only when interrupted) to 10^12"));
   cmd->add_option("--resume", flags->resume, "Continue the run saved in this training checkpoint (same flags)");
   cmd->add_flag("--distributed", flags->distributed,
                 "Data-parallel over the MPI processes this was started in (mpirun -np P bnlab train --distributed)");
   cmd->add_flag("--sync-bn", flags->sync_bn, "With --distributed: batch statistics over all processes' batches");
   cmd->add_option("--bucket-kb", flags->bucket_kb,
                   "With --distributed: sum gradients in buckets of this many KiB during backward (0: one sum after it)")
-      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+      ->capture_default_str()->check(integer_in(0, 1 << 20, "0 to 1048576 (1 GiB)"));
   cmd->add_option("--on-nan", flags->on_nan, "On a NaN/Inf loss or gradient: stop, or skip the batch")
       ->capture_default_str()->check(CLI::IsMember({"stop", "skip"}));
   cmd->callback([flags] { run_train(*flags); });
