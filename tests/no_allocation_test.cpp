@@ -13,6 +13,7 @@
 #include "bnlab/optim.h"
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
+#include "bnlab/train_step.h"
 
 namespace {
 std::atomic<bool> g_counting{false};
@@ -86,6 +87,30 @@ TEST(NoAllocation, TrainingStepsAndInferenceAllocateNothing) {
     EXPECT_EQ(allocations_in([&] { net.forward(x.data(), eval_batch, {.mode = Mode::Eval}); }), 0)
         << model << ": an eval pass allocated";
   }
+}
+
+// The one training step the trainer and the experiments run (gather, forward, loss, backward,
+// the non-finite check, the optimizer) allocates nothing either, on a small synthetic data set.
+TEST(NoAllocation, TheTrainStepAllocatesNothing) {
+  set_threads(0);
+  DataSource data;
+  data.train.count = 64;
+  data.train.height = data.train.width = 28;
+  data.train.images.resize(64 * 784);
+  data.train.labels.resize(64);
+  for (size_t i = 0; i < data.train.images.size(); ++i) data.train.images[i] = static_cast<uint8_t>(i % 251);
+  for (int64_t i = 0; i < 64; ++i) data.train.labels[i] = static_cast<uint8_t>(i % 10);
+  Network net = build_network(load_spec("seed"), {1, 28, 28});
+  net.initialize(1);
+  auto optimizer = make_optimizer({.kind = OptimizerKind::Adadelta, .lr = 1.0}, static_cast<int64_t>(net.parameters().size()));
+  TrainStep step(net, data, *optimizer, 16, {.seed = 1, .restore_on_fault = true});
+  std::vector<int64_t> indices(16);
+  for (int64_t i = 0; i < 16; ++i) indices[i] = i * 3;
+  ASSERT_EQ(step.run(indices.data(), 16, 1, 1.0).fault, StepResult::Fault::None);  // OpenMP's first team
+  long allocations = allocations_in([&] {
+    for (int64_t s = 2; s <= 3; ++s) step.run(indices.data(), 16, s, 1.0);
+  });
+  EXPECT_EQ(allocations, 0) << "a TrainStep allocated";
 }
 
 // The counter itself must see an allocation, or the test above could pass by counting nothing.

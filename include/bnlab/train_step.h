@@ -55,6 +55,7 @@ class TrainStep {
   const DataSource& data_;
   Optimizer& optimizer_;
   StepOptions options_;
+  uint64_t dropout_key_;  // the step's masks are derive_key(dropout_key_, step)
   Communicator single_process_;
   Communicator& comm_;
   std::unique_ptr<Parallel> parallel_;

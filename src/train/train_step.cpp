@@ -1,5 +1,6 @@
 #include "bnlab/train_step.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -25,8 +26,11 @@ std::string first_non_finite_layer(const Network& net, int64_t n) {
   return "the loss only";
 }
 
-// The first parameter whose gradient holds a NaN or infinity, or "".
+// The first parameter whose gradient holds a NaN or infinity, or "". The flat buffer is scanned
+// first, so that a finite step allocates nothing (the names are only built for the message).
 std::string first_non_finite_gradient(Network& net) {
+  const std::span<float> all = net.gradients();
+  if (std::all_of(all.begin(), all.end(), [](float g) { return std::isfinite(g); })) return "";
   for (const TensorView& g : net.named_gradients()) {
     const float* v = static_cast<const float*>(g.data);
     for (int64_t j = 0; j < numel(g.shape); ++j)
@@ -60,6 +64,7 @@ std::string describe_fault(const StepResult& r) {
 TrainStep::TrainStep(Network& net, const DataSource& data, Optimizer& optimizer, int64_t max_batch,
                      const StepOptions& options, Fusion fusion)
     : net_(net), data_(data), optimizer_(optimizer), options_(options),
+      dropout_key_(derive_key(options.seed, static_cast<uint64_t>(Stream::Dropout))),
       comm_(options.comm ? *options.comm : single_process_), parallel_(std::make_unique<Parallel>()) {
   require_log_probabilities(net);
   const int64_t classes = numel(net.output_shape());
@@ -91,8 +96,7 @@ StepResult TrainStep::run(const int64_t* indices, int64_t n, int64_t step, doubl
     std::copy(net_.buffers().begin(), net_.buffers().end(), saved_buffers_.begin());
     std::copy(net_.counters().begin(), net_.counters().end(), saved_counters_.begin());
   }
-  const uint64_t dropout_key = derive_key(options_.seed, static_cast<uint64_t>(Stream::Dropout));
-  const float* logp = net_.forward(input_.data(), n, {.mode = Mode::Train, .random_key = derive_key(dropout_key, static_cast<uint64_t>(step))});
+  const float* logp = net_.forward(input_.data(), n, {.mode = Mode::Train, .random_key = derive_key(dropout_key_, static_cast<uint64_t>(step))});
   const double local_loss = nll_loss(dlogp_.data(), logp, labels_.data(), n, classes);
   // One small all-reduce agrees on the mean loss, on a fault anywhere and on a stop request, so
   // that every process takes the same branch and the collectives below stay matched.

@@ -129,11 +129,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--test-batch-size", flags->train.test_batch_size, "Evaluation batch size")->capture_default_str()->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   cmd->add_option("--optimizer", flags->optimizer, "adadelta, sgd, adam or adamw")->capture_default_str()
       ->check(CLI::IsMember({"adadelta", "sgd", "adam", "adamw"}));
-  cmd->add_option("--lr", flags->train.optimizer.lr, "Learning rate")->capture_default_str()->check(real_in(0, kMaxReal, "0 to " BNLAB_MAX_REAL_WORDS));
-  cmd->add_option("--gamma", flags->train.gamma, "StepLR: learning rate factor per epoch")->capture_default_str()->check(real_in(1e-12, kMaxReal, "above 0 to " BNLAB_MAX_REAL_WORDS));
-  cmd->add_option("--momentum", flags->train.optimizer.momentum, "SGD momentum")->capture_default_str()->check(real_in(0, kMaxReal, "0 to " BNLAB_MAX_REAL_WORDS));
+  cmd->add_option("--lr", flags->train.optimizer.lr, "Learning rate")->capture_default_str()->check(real_in(0, kMaxReal, "0 to " + kMaxRealWords));
+  cmd->add_option("--gamma", flags->train.gamma, "StepLR: learning rate factor per epoch")->capture_default_str()->check(real_in(1e-12, kMaxReal, "above 0 to " + kMaxRealWords));
+  cmd->add_option("--momentum", flags->train.optimizer.momentum, "SGD momentum")->capture_default_str()->check(real_in(0, kMaxReal, "0 to " + kMaxRealWords));
   cmd->add_flag("--nesterov", flags->train.optimizer.nesterov, "SGD: Nesterov momentum");
-  cmd->add_option("--weight-decay", flags->train.optimizer.weight_decay, "L2 penalty (decoupled for adamw)")->capture_default_str()->check(real_in(0, kMaxReal, "0 to " BNLAB_MAX_REAL_WORDS));
+  cmd->add_option("--weight-decay", flags->train.optimizer.weight_decay, "L2 penalty (decoupled for adamw)")->capture_default_str()->check(real_in(0, kMaxReal, "0 to " + kMaxRealWords));
   cmd->add_option("--seed", flags->train.seed, "Random seed: initialization, shuffling, dropout")->capture_default_str();
   cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(threads_range());
   cmd->add_option("--save", flags->save, "Write the trained model as safetensors (PyTorch state_dict names)");

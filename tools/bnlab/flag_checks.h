@@ -15,7 +15,7 @@ namespace bnlab::cli {
 constexpr int64_t kMaxThreads = 1024;           // OpenMP teams and per-thread scratch
 constexpr int64_t kMaxCount = 1'000'000'000'000;  // steps, epochs, intervals: beyond any run
 constexpr double kMaxReal = 3.4e38;             // learning rates, decays: they become floats
-#define BNLAB_MAX_REAL_WORDS "3.4e38 (the largest float)"
+inline const std::string kMaxRealWords = "3.4e38 (the largest float)";
 
 // An integer in [lo, hi]; `words` says the range as the message shows it ("1 to 1024").
 CLI::Validator integer_in(int64_t lo, int64_t hi, const std::string& words);
