@@ -180,6 +180,49 @@ json bench_bn(const Options& o) {
           {"bytes", bytes}};
 }
 
+// The normalization layers at the BN benchmark's shape, each a one-layer network from its spec
+// line (the path `bnlab train` runs): training forward and backward (dx and the parameter
+// gradients). torch_bench.py times the same list under the same names.
+const std::pair<const char*, const char*> kNorms[] = {
+    {"BatchNorm2d", "n: BatchNorm2d"},
+    {"BatchNorm2d virtual_batch=16", "n: BatchNorm2d virtual_batch=16"},
+    {"BatchNorm2d frozen=stats", "n: BatchNorm2d frozen=stats"},
+    {"BatchNorm2d renorm=true", "n: BatchNorm2d renorm=true"},
+    {"GroupNorm num_groups=8", "n: GroupNorm num_groups=8"},
+    {"LayerNorm", "n: LayerNorm"},
+    {"InstanceNorm2d", "n: InstanceNorm2d"},
+};
+
+json bench_norms(const Options& o) {
+  const int64_t N = o.bn_shape[0];
+  const bnlab::Shape sample(o.bn_shape.begin() + 1, o.bn_shape.end());
+  json out;
+  for (const auto& [name, line] : kNorms) {
+    bnlab::Network net = bnlab::build_network(bnlab::parse_spec(line, "bench"), sample);
+    net.initialize(o.seed);
+    net.reserve(N, {.fusion = bnlab::Fusion::None});
+    const size_t count = static_cast<size_t>(N * bnlab::numel(sample));
+    bnlab::AlignedVector<float> x(count), dy(count), dx(count);
+    bnlab::Rng rng(o.seed);
+    for (auto& v : x) v = static_cast<float>(rng.below(1 << 20)) / (1 << 19) - 1.0f;
+    for (auto& v : dy) v = static_cast<float>(rng.below(1 << 20)) / (1 << 19) - 1.0f;
+    std::vector<double> fwd, bwd;
+    for (int i = 0; i < o.warmup + o.bn_reps; ++i) {
+      net.zero_grad();
+      auto t0 = Clock::now();
+      net.forward(x.data(), N, {.mode = bnlab::Mode::Train});
+      auto t1 = Clock::now();
+      net.backward(dy.data(), N, dx.data());
+      auto t2 = Clock::now();
+      if (i < o.warmup) continue;
+      fwd.push_back(1e3 * std::chrono::duration<double>(t1 - t0).count());
+      bwd.push_back(1e3 * std::chrono::duration<double>(t2 - t1).count());
+    }
+    out[name] = {{"forward_ms", median(fwd)}, {"backward_ms", median(bwd)}};
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -207,6 +250,7 @@ int main(int argc, char** argv) {
     for (const int64_t b : o.train_batches) out["train"][std::to_string(b)] = bench_train(o, b);
     out["infer"][std::to_string(o.infer_batch)] = bench_infer(o);
     out["bn"] = bench_bn(o);
+    out["norms"] = bench_norms(o);
     std::printf("%s\n", out.dump(2).c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bnlab_bench: %s\n", e.what());

@@ -175,6 +175,83 @@ def bench_bn():
             "copy_ms": ms(copy), "clone_ms": ms(clone), "bytes": x.numel() * x.element_size()}
 
 
+class GhostBatchNorm2d(nn.BatchNorm2d):
+    """BN per chunk of virtual_batch samples: what bnlab's virtual_batch computes."""
+
+    def __init__(self, channels, virtual_batch):
+        super().__init__(channels)
+        self.virtual_batch = virtual_batch
+
+    def forward(self, x):
+        return torch.cat([super(GhostBatchNorm2d, self).forward(c) for c in x.split(self.virtual_batch)])
+
+
+class BatchRenorm2d(nn.BatchNorm2d):
+    """Batch Renormalization (Ioffe 2017) in PyTorch's ops, as a PyTorch user would write it
+    (PyTorch has no such layer): r_max 3, d_max 5, running statistics as bnlab keeps them."""
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        mean = x.mean((0, 2, 3))
+        var = x.var((0, 2, 3), unbiased=False)
+        sigma_batch = torch.sqrt(var + self.eps)
+        sigma = torch.sqrt(self.running_var + self.eps)
+        r = (sigma_batch / sigma).clamp(1 / 3, 3).detach()
+        d = ((mean - self.running_mean) / sigma).clamp(-5, 5).detach()
+        with torch.no_grad():
+            n = x.numel() / x.shape[1]
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * n / (n - 1), self.momentum)
+        x_hat = (x - mean[None, :, None, None]) / sigma_batch[None, :, None, None] * r[None, :, None, None] \
+            + d[None, :, None, None]
+        return x_hat * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+
+
+def frozen_bn(channels):
+    bn = nn.BatchNorm2d(channels)
+    bn.eval()  # normalizes with the running statistics; weight and bias still trained
+    return bn
+
+
+def bench_norms():
+    """The normalization layers of bnlab_bench's list, at the BN benchmark's shape: training
+    forward and backward through autograd (dx and the parameter gradients)."""
+    N, C, H, W = args.bn_shape
+    modules = {
+        "BatchNorm2d": lambda: nn.BatchNorm2d(C),
+        "BatchNorm2d virtual_batch=16": lambda: GhostBatchNorm2d(C, 16),
+        "BatchNorm2d frozen=stats": lambda: frozen_bn(C),
+        "BatchNorm2d renorm=true": lambda: BatchRenorm2d(C),
+        "GroupNorm num_groups=8": lambda: nn.GroupNorm(8, C),
+        "LayerNorm": lambda: nn.LayerNorm((C, H, W)),
+        "InstanceNorm2d": lambda: nn.InstanceNorm2d(C),
+    }
+    g = torch.Generator().manual_seed(args.seed)
+    x = (torch.rand(N, C, H, W, generator=g) * 2 - 1).requires_grad_()
+    dy = torch.rand(N, C, H, W, generator=g) * 2 - 1
+    out = {}
+    for name, make in modules.items():
+        m = make()
+        if name != "BatchNorm2d frozen=stats":
+            m.train()
+        fwd, bwd = [], []
+        for i in range(args.warmup + args.bn_reps):
+            x.grad = None
+            m.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            y = m(x)
+            t1 = time.perf_counter()
+            y.backward(dy)
+            t2 = time.perf_counter()
+            del y
+            if i >= args.warmup:
+                fwd.append(t1 - t0)
+                bwd.append(t2 - t1)
+        out[name] = {"forward_ms": 1e3 * statistics.median(fwd), "backward_ms": 1e3 * statistics.median(bwd)}
+    return out
+
+
 def conv_backend():
     """Which ATen kernel runs the network's convolutions: mkldnn_convolution means oneDNN."""
     model = Net().train()
@@ -310,6 +387,7 @@ def main():
             out["train"][str(b)] = bench_train(b)
         out["infer"] = {str(args.infer_batch): bench_infer()}
         out["bn"] = bench_bn()
+        out["norms"] = bench_norms()
         out["config"] = info()
     print(json.dumps(out, indent=2))
 

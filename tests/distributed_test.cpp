@@ -157,7 +157,15 @@ int main() {
   }
   std::string seed = preset_text("seed");
   seed.replace(seed.find("p=0.25"), 6, "p=0");
-  const Case cases[2] = {{"smooth network, 6 steps", kSmoothNet, 6}, {"seed network, 1 step", seed, 1}};
+  // Batch Renormalization under sync BN: r and d from the global batch's statistics.
+  std::string renorm = kSmoothNet;
+  for (size_t at = 0; (at = renorm.find("BatchNorm", at)) != std::string::npos; at += 9) {
+    const size_t end = renorm.find('\n', at);
+    renorm.insert(end, " renorm=true r_max=1.5 d_max=0.5");
+  }
+  const Case cases[3] = {{"smooth network, 6 steps", kSmoothNet, 6},
+                         {"seed network, 1 step", seed, 1},
+                         {"smooth network with Batch Renormalization, 6 steps", renorm, 6}};
   std::vector<float> synced_params;
   for (const Case& c : cases) {
     const Run reference = train_once(c, nullptr, false, 64, data);

@@ -1,4 +1,5 @@
-"""bnlab's GroupNorm, LayerNorm and InstanceNorm checkpoints load into PyTorch 1.13 with
+"""bnlab's GroupNorm, LayerNorm and InstanceNorm checkpoints, and those of BatchNorm's variants
+(ghost, renorm, frozen: PyTorch's BatchNorm state in all three), load into PyTorch 1.13 with
 load_state_dict(strict=True) and give bnlab's eval outputs.
 
 For seed-groupnorm, seed-layernorm and a spec with InstanceNorm2d (with running statistics, and
@@ -34,6 +35,22 @@ conv2_in: InstanceNorm2d
 dropout1: Dropout p=0.25
           Flatten
 fc1:      Linear out_features=128
+          ReLU
+fc2:      Linear out_features=10
+          LogSoftmax
+"""
+
+BN_VARIANTS_SPEC = """conv1:    Conv2d out_channels=32 kernel_size=3 stride=1
+conv1_bn: BatchNorm2d virtual_batch=16
+          ReLU
+conv2:    Conv2d out_channels=64 kernel_size=3 stride=1
+conv2_bn: BatchNorm2d renorm=true r_max=2 d_max=1
+          ReLU
+          MaxPool2d kernel_size=2
+dropout1: Dropout p=0.25
+          Flatten
+fc1:      Linear out_features=128
+fc1_bn:   BatchNorm1d frozen=all
           ReLU
 fc2:      Linear out_features=10
           LogSoftmax
@@ -103,6 +120,11 @@ def main():
         check(bnlab, work, spec,
               NormNet("in", [nn.InstanceNorm2d(32, affine=True, track_running_stats=True, momentum=0.2),
                              nn.InstanceNorm2d(64), None]), x_test, labels)
+        spec = os.path.join(work, "bn-variants.spec")
+        with open(spec, "w") as f:
+            f.write(BN_VARIANTS_SPEC)
+        check(bnlab, work, spec, NormNet("bn", [nn.BatchNorm2d(32), nn.BatchNorm2d(64), nn.BatchNorm1d(128)]),
+              x_test, labels)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,21 @@ struct OneLayer {
 
 Shape per_sample(const Shape& s) { return Shape(s.begin() + 1, s.end()); }
 
+// A fixture's step `s` through a one-layer network named `name`: y from x_s, dx from dy_s, and
+// with an affine the parameter gradients dweight_s, dbias_s.
+void expect_step(const SafetensorsFile& f, OneLayer& layer, const std::string& name, const std::string& s, Mode mode,
+                 bool affine) {
+  const Shape x_shape = shape_of(f, "x_" + s);
+  const int64_t n = x_shape[0];
+  expect_close(f, "y_" + s, layer.forward(f.f32("x_" + s, x_shape), n, mode));
+  const std::vector<float> dx = layer.backward(f.f32("dy_" + s, x_shape), n);
+  expect_close(f, "dx_" + s, dx.data());
+  if (affine) {
+    expect_close(f, "dweight_" + s, layer.grad(name + ".weight"));
+    expect_close(f, "dbias_" + s, layer.grad(name + ".bias"));
+  }
+}
+
 // ---------------------------------------------------------------------------- batch norm
 
 class BatchNormParity : public ::testing::TestWithParam<std::string> {};
@@ -147,21 +162,12 @@ TEST_P(NormParity, TrainStepsRunningStatisticsAndEval) {
   const bool affine = f.metadata.at("affine") == "true", track = f.metadata.at("track_running_stats") == "true";
   const Shape x_shape = shape_of(f, "x_0");
   OneLayer norm(f.metadata.at("spec"), per_sample(x_shape));
-  const int64_t n = x_shape[0];
   if (affine) {
     const Shape p = shape_of(f, "weight");
     std::copy_n(f.f32("weight", p), numel(p), norm.tensor("n.weight"));
     std::copy_n(f.f32("bias", p), numel(p), norm.tensor("n.bias"));
   }
-  auto step = [&](const std::string& s, Mode mode) {
-    expect_close(f, "y_" + s, norm.forward(f.f32("x_" + s, x_shape), n, mode));
-    const std::vector<float> dx = norm.backward(f.f32("dy_" + s, x_shape), n);
-    expect_close(f, "dx_" + s, dx.data());
-    if (affine) {
-      expect_close(f, "dweight_" + s, norm.grad("n.weight"));
-      expect_close(f, "dbias_" + s, norm.grad("n.bias"));
-    }
-  };
+  auto step = [&](const std::string& s, Mode mode) { expect_step(f, norm, "n", s, mode, affine); };
   for (int k = 0; k < 2; ++k) {
     const std::string s = std::to_string(k);
     step(s, Mode::Train);
@@ -182,6 +188,46 @@ INSTANTIATE_TEST_SUITE_P(Variants, NormParity,
                                            "gn_large_mean", "ln_chw", "ln_features", "ln_noaffine", "ln_large_mean",
                                            "in2d_default", "in2d_affine_track", "in1d_track", "in1d_affine",
                                            "in2d_large_mean"));
+
+// ---------------------------------------------------------------------------- BatchNorm variants
+
+// Ghost and frozen BN against PyTorch's BatchNorm used as they define it, Batch Renormalization
+// against the paper's Algorithm 1 in float64 (tools/golden/golden_bn_variants.py): training steps
+// from the fixture's initial buffers, then eval.
+class BatchNormVariantParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BatchNormVariantParity, TrainStepsRunningStatisticsAndEval) {
+  const SafetensorsFile f = read_safetensors(kFixtures + "/bnv_" + GetParam() + ".safetensors");
+  const bool affine = f.metadata.at("affine") == "true";
+  const int steps = std::stoi(f.metadata.at("steps"));
+  const Shape x_shape = shape_of(f, "x_0");
+  OneLayer bn(f.metadata.at("spec"), per_sample(x_shape));
+  const int64_t C = x_shape[1];
+  if (affine) {
+    std::copy_n(f.f32("weight", {C}), C, bn.tensor("bn.weight"));
+    std::copy_n(f.f32("bias", {C}), C, bn.tensor("bn.bias"));
+  }
+  std::copy_n(f.f32("running_mean_init", {C}), C, bn.tensor("bn.running_mean"));
+  std::copy_n(f.f32("running_var_init", {C}), C, bn.tensor("bn.running_var"));
+  int64_t* tracked = nullptr;
+  for (const TensorView& t : bn.net.state_dict())
+    if (t.name == "bn.num_batches_tracked") tracked = static_cast<int64_t*>(t.data);
+  ASSERT_NE(tracked, nullptr);
+  *tracked = f.i64("num_batches_tracked_init", {})[0];
+  auto step = [&](const std::string& s, Mode mode) { expect_step(f, bn, "bn", s, mode, affine); };
+  for (int k = 0; k < steps; ++k) {
+    const std::string s = std::to_string(k);
+    step(s, Mode::Train);
+    expect_close(f, "running_mean_" + s, bn.tensor("bn.running_mean"));
+    expect_close(f, "running_var_" + s, bn.tensor("bn.running_var"));
+    EXPECT_EQ(*tracked, f.i64("num_batches_tracked_" + s, {})[0]) << "num_batches_tracked after step " << s;
+  }
+  step("eval", Mode::Eval);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, BatchNormVariantParity,
+                         ::testing::Values("ghost2d", "ghost1d", "frozen2d", "renorm_clipped", "renorm_free",
+                                           "renorm1d"));
 
 // ---------------------------------------------------------------------------- other layers
 

@@ -29,11 +29,42 @@ struct LinearOptions {
 // BatchNorm2d (C, H, W).
 enum class BatchNormKind { OneD, TwoD };
 
+// What a frozen BatchNorm keeps fixed while training (torchvision's FrozenBatchNorm2d,
+// detectron2's "freeze BN"): Stats, its running statistics, which it then normalizes with in
+// training too and never updates (num_batches_tracked stays as it was); All, those and its affine
+// parameters (weight and bias become buffers: saved under the same names, never trained).
+// Evaluation is BN's either way.
+enum class BatchNormFreeze { None, Stats, All };
+
+// Batch Renormalization (Ioffe 2017, arXiv 1702.03275, Algorithm 1). In training,
+//   y = weight * ((x - mean_B) / sigma_B * r + d) + bias,
+//   r = clip(sigma_B / sigma, 1/r_max, r_max), d = clip((mean_B - running_mean) / sigma, -d_max, d_max),
+// sigma_B = sqrt(var_B + eps) (biased batch variance), r and d constants in backward. The running
+// statistics keep PyTorch's layout: running_var is BN's running average of the unbiased batch
+// variance and sigma = sqrt(running_var + eps) (the paper averages sigma_B itself), so evaluation
+// and the checkpoint are exactly BN's. The limits follow the paper's schedule: r_max = 1, d_max = 0
+// (plain BN) for `warmup` training batches, then linearly to their values over `ramp` batches,
+// counted by the layer's num_batches_tracked (so a resumed run continues the schedule).
+struct BatchRenormOptions {
+  double r_max = 3;  // >= 1; the paper's final value
+  double d_max = 5;  // >= 0
+  int64_t warmup = 0;
+  int64_t ramp = 0;
+};
+
 struct BatchNormOptions {
   double eps = 1e-5;
   std::optional<double> momentum = 0.1;  // nullopt: cumulative moving average
   bool affine = true;
   bool track_running_stats = true;
+  // Ghost batch normalization (Hoffer et al. 2017; Keras' virtual_batch_size): in training, each
+  // run of virtual_batch consecutive samples is normalized with its own statistics, as
+  // torch.cat([bn(c) for c in x.split(virtual_batch)]) computes: a batch it does not divide ends
+  // with one smaller group, and the running statistics are updated once per group, in order
+  // (num_batches_tracked counts groups). 0: the whole batch. Evaluation is BN's.
+  int64_t virtual_batch = 0;
+  BatchNormFreeze freeze = BatchNormFreeze::None;
+  std::optional<BatchRenormOptions> renorm = std::nullopt;  // nullopt: plain batch normalization
 };
 
 // GroupNorm(num_groups, C): statistics per sample over each group of C/num_groups channels;

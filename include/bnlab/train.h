@@ -97,3 +97,13 @@ EvalResult evaluate(Network& net, const Dataset& set, const DataSource& source, 
                     std::vector<float>* outputs = nullptr);
 
 }  // namespace bnlab
+
+namespace bnlab {
+
+// Ghost batches against the training batches, checked before training starts: every
+// BatchNorm's virtual_batch must divide `batch` (so that every full batch splits alike), and the
+// last batch of a shard of `shard_size` samples must not leave a ghost batch of one sample.
+// Error names `batch_name` ("--batch-size") with its value, the layer and its virtual_batch.
+void check_virtual_batches(const Network& net, int64_t batch, int64_t shard_size, const std::string& batch_name);
+
+}  // namespace bnlab

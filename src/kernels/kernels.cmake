@@ -8,6 +8,8 @@ set(BNLAB_KERNEL_SOURCES
   # batch norm: statistics, normalization, backward, the fused forward, and their row loops
   ${_k}/batchnorm/batchnorm.cpp ${_k}/batchnorm/batchnorm_fused.cpp ${_k}/batchnorm/rows.cpp
   ${_k}/batchnorm/row_moments.cpp
+  # Batch Renormalization's r and d, folded into BN's coefficients
+  ${_k}/batchnorm/renorm.cpp
   # GroupNorm, InstanceNorm and LayerNorm: one per-sample-group set (groupnorm/groupnorm.h)
   ${_k}/groupnorm/groupnorm.cpp
   # convolution: direct, im2col + GEMM, and Winograd F(2x2, 3x3) with its transforms

@@ -15,11 +15,14 @@ struct NormTensors {
   TensorSlot weight, bias, running_mean, running_var, num_batches_tracked;
 
   // param: the affine's shape; channels: the running statistics' length.
-  static std::vector<TensorDecl> declare(const Shape& param, int64_t channels, bool affine, bool track) {
+  // affine_role: Buffer for an affine that is not trained (a frozen BatchNorm's), which
+  // reset_affine then initializes (the network initializes only parameters).
+  static std::vector<TensorDecl> declare(const Shape& param, int64_t channels, bool affine, bool track,
+                                         Role affine_role = Role::Parameter) {
     std::vector<TensorDecl> decls;
     if (affine) {
-      decls.push_back({"weight", param, Role::Parameter, Init::Ones});
-      decls.push_back({"bias", param, Role::Parameter, Init::Zeros});
+      decls.push_back({"weight", param, affine_role, Init::Ones});
+      decls.push_back({"bias", param, affine_role, Init::Zeros});
     }
     if (track) {
       decls.push_back({"running_mean", {channels}, Role::Buffer, Init::Zeros});
@@ -40,6 +43,11 @@ struct NormTensors {
       running_var = slots[i++];
       num_batches_tracked = slots[i++];
     }
+  }
+
+  void reset_affine(int64_t size) {
+    std::fill(weight.data, weight.data + size, 1.0f);
+    std::fill(bias.data, bias.data + size, 0.0f);
   }
 
   void reset_running(int64_t channels) {

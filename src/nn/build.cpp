@@ -92,12 +92,46 @@ class Settings {
   std::set<std::string> used_;
 };
 
+// BatchNorm's variants (BatchNormOptions in layers.h): the errors at the key that causes them.
 BatchNormOptions batchnorm_options(Settings& s) {
   s.find("num_features");  // checked against the inferred size after setup
-  return {.eps = s.real("eps", 1e-5),
-          .momentum = s.real_or_none("momentum", 0.1),
-          .affine = s.boolean("affine", true),
-          .track_running_stats = s.boolean("track_running_stats", true)};
+  BatchNormOptions o;
+  o.eps = s.real("eps", 1e-5);
+  o.momentum = s.real_or_none("momentum", 0.1);
+  o.affine = s.boolean("affine", true);
+  o.track_running_stats = s.boolean("track_running_stats", true);
+  o.virtual_batch = s.integer("virtual_batch", 0, 1);
+  if (const SpecSetting* f = s.find("frozen")) {
+    if (f->value == "stats") o.freeze = BatchNormFreeze::Stats;
+    else if (f->value == "all") o.freeze = BatchNormFreeze::All;
+    else if (f->value != "none") s.error(f->column, "frozen: '" + f->value + "' is not none, stats or all");
+    if (o.freeze != BatchNormFreeze::None && !o.track_running_stats) {
+      s.error(f->column, "frozen: needs track_running_stats (it normalizes with them)");
+    }
+    if (o.freeze != BatchNormFreeze::None && o.virtual_batch) {
+      s.error(f->column, "frozen: uses no batch statistics, so virtual_batch has no meaning with it");
+    }
+  }
+  const bool renorm = s.boolean("renorm", false);
+  const char* renorm_keys[] = {"r_max", "d_max", "renorm_warmup", "renorm_ramp"};
+  if (!renorm) {
+    for (const char* key : renorm_keys)
+      if (const SpecSetting* k = s.find(key)) s.error(k->column, std::string(key) + ": needs renorm=true");
+    return o;
+  }
+  const int renorm_column = s.find("renorm")->column;
+  if (!o.track_running_stats) s.error(renorm_column, "renorm: needs track_running_stats (r and d compare with them)");
+  if (o.virtual_batch) s.error(renorm_column, "renorm: and virtual_batch together are not supported");
+  if (o.freeze != BatchNormFreeze::None) s.error(renorm_column, "renorm: a frozen BatchNorm uses no batch statistics");
+  BatchRenormOptions r;
+  r.r_max = s.real("r_max", r.r_max);
+  if (!(r.r_max >= 1)) s.error(s.find("r_max")->column, "r_max: must be at least 1");  // found: 3 is valid
+  r.d_max = s.real("d_max", r.d_max);
+  if (!(r.d_max >= 0)) s.error(s.find("d_max")->column, "d_max: must be at least 0");  // found: 5 is valid
+  r.warmup = s.integer("renorm_warmup", 0, 0);
+  r.ramp = s.integer("renorm_ramp", 0, 0);
+  o.renorm = r;
+  return o;
 }
 
 // eps of the normalization layers: positive, the error at the value.

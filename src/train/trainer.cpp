@@ -50,6 +50,7 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
   // This process's share of each epoch: every P-th sample from its rank on, the order padded by
   // its own beginning to a multiple of P (DistributedSampler's rule).
   const int64_t shard_size = (set.count + processes - 1) / processes;
+  check_virtual_batches(net, options.batch_size, shard_size, "batch_size");
   std::vector<int64_t> shard(static_cast<size_t>(shard_size));
   const int64_t batches = (shard_size + options.batch_size - 1) / options.batch_size;
 

@@ -32,7 +32,18 @@ struct TrainFlags {
   std::string on_nan = "stop";
   bool distributed = false, sync_bn = false;
   int64_t bucket_kb = 1024;
+  std::string freeze_bn = "none";
 };
+
+// --freeze-bn: every BatchNorm line of the spec gets frozen=stats or frozen=all.
+void freeze_batchnorm(NetworkSpec& spec, const std::string& freeze) {
+  if (freeze == "none") return;
+  for (SpecLine& line : spec.layers) {
+    if (line.type != "BatchNorm1d" && line.type != "BatchNorm2d") continue;
+    std::erase_if(line.settings, [](const SpecSetting& s) { return s.key == "frozen"; });
+    line.settings.push_back({"frozen", freeze, line.column});
+  }
+}
 
 // Threads per process: the --threads flag, else the cores shared among the processes that
 // mpirun started on this node.
@@ -54,13 +65,17 @@ void run_train(const TrainFlags& f) {
   options.sync_batchnorm = f.sync_bn;
   options.bucket_bytes = f.bucket_kb * 1024;
   options.optimizer.kind = parse_optimizer_kind(f.optimizer);
-  const NetworkSpec spec = load_spec(f.model);
+  NetworkSpec spec = load_spec(f.model);
+  freeze_batchnorm(spec, f.freeze_bn);
   DataSource data = load_data(f.data);
   limit_samples(data.train, f.limit_train);
   limit_samples(data.test, f.limit_test);
   Network net = build_network(spec, {1, data.train.height, data.train.width});
   require_log_probabilities(net);  // before any work or output
   check_batch_fits(net, f.train.batch_size, "--batch-size", false);
+  const int processes_here = comm ? comm->size() : 1;
+  check_virtual_batches(net, f.train.batch_size, (data.train.count + processes_here - 1) / processes_here,
+                        "--batch-size");
   check_batch_fits(net, f.train.test_batch_size, "--test-batch-size", true);
   const int64_t classes = numel(net.output_shape());
   check_labels(data.train, classes);
@@ -157,6 +172,10 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str()->check(integer_in(0, 1 << 20, "0 to 1048576 (1 GiB)"));
   cmd->add_option("--on-nan", flags->on_nan, "On a NaN/Inf loss or gradient: stop, or skip the batch")
       ->capture_default_str()->check(CLI::IsMember({"stop", "skip"}));
+  cmd->add_option("--freeze-bn", flags->freeze_bn,
+                  "Freeze every BatchNorm layer: stats (running statistics used and never updated, the affine "
+                  "trained) or all (the affine too), as the spec key frozen= (docs/guide.md)")
+      ->capture_default_str()->check(CLI::IsMember({"none", "stats", "all"}));
   cmd->callback([flags] { run_train(*flags); });
 }
 

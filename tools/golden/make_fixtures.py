@@ -18,6 +18,7 @@ Format: see safetensors_io.py.
 The fixtures, their tensors and metadata are documented where they are made:
     golden_batchnorm.py    bn_<variant>.safetensors: eight BatchNorm1d/2d configurations
     golden_norms.py        norm_<variant>.safetensors: GroupNorm, LayerNorm, InstanceNorm1d/2d
+    golden_bn_variants.py  bnv_<variant>.safetensors: ghost and frozen BN, Batch Renormalization
     golden_layers.py       conv2d, conv2d_nopad, linear, maxpool2d, relu, log_softmax_nll
     golden_seed_net.py     seed_net.safetensors: the tutorial's network, one training step
     golden_optimizers.py   its Adadelta and SGD steps
@@ -31,6 +32,7 @@ import torch
 
 import golden_common
 from golden_batchnorm import BN_VARIANTS, make_bn
+from golden_bn_variants import make_bn_variants
 from golden_layers import make_layers
 from golden_norms import make_norms
 from golden_seed_net import make_seed_net
@@ -47,6 +49,7 @@ def main():
         make_bn(*v)
     make_layers()
     make_norms()
+    make_bn_variants()
     make_seed_net()
 
 
