@@ -9,6 +9,7 @@
 //     to its shape, then the affine; InstanceNorm with running statistics is a BatchNormalization.
 #include "io/onnx_export.h"
 
+#include <charconv>
 #include <map>
 #include <span>
 
@@ -182,8 +183,15 @@ class Exporter {
   }
 };
 
+// The shortest text that reads back to the same float: 0.1307, not 0.130700.
+std::string shortest(float v) {
+  char text[32];
+  const auto [end, ec] = std::to_chars(text, text + sizeof text, v);
+  return ec == std::errc() ? std::string(text, end) : std::to_string(v);
+}
+
 std::string normalization_text(const InputNormalization& n) {
-  return "(pixel - " + std::to_string(n.mean) + ") / " + std::to_string(n.std) + ", pixel on [0, 1]";
+  return "(pixel - " + shortest(n.mean) + ") / " + shortest(n.std) + ", pixel on [0, 1]";
 }
 
 }  // namespace
