@@ -4,9 +4,9 @@
 //   Conv2d      Conv                    Linear       Gemm (transB)
 //   BatchNorm   BatchNormalization      ReLU, Sigmoid, Tanh, LogSoftmax, Flatten, MaxPool2d: same
 //   Dropout     nothing (eval)          Residual     the body, then Add(x, body)
-//   GroupNorm, LayerNorm, InstanceNorm: primitive ops (OpenCV 4.6 has neither LayerNormalization
-//     nor GroupNormalization): x as (N, G, -1), ReduceMean, Sub, Mul, Add(eps), Sqrt, Div, back
-//     to its shape, then the affine; InstanceNorm with running statistics is a BatchNormalization.
+//   GroupNorm, LayerNorm, InstanceNorm: x as (N, G, -1) (G = C for InstanceNorm, 1 for LayerNorm),
+//     InstanceNormalization without affine, back to x's shape, then the affine as Mul and Add;
+//     InstanceNorm with running statistics is a BatchNormalization.
 #include "io/onnx_export.h"
 
 #include <charconv>
@@ -153,18 +153,19 @@ class Exporter {
 
   // Statistics of each sample over `groups` groups of its values (the sample's channels in
   // order): GroupNorm, InstanceNorm (groups = C) and LayerNorm (one group, its affine over the
-  // whole sample rather than per channel).
+  // whole sample rather than per channel). The sample as (groups, -1) through
+  // InstanceNormalization with scale 1 and bias 0 normalizes each group, as PyTorch 1.13 exports
+  // GroupNorm: OpenCV 4.6 has neither GroupNormalization nor LayerNormalization, and its
+  // importer cannot broadcast the ReduceMean, Sub, Div chain between computed tensors.
   std::string sample_norm(const Layer& l, const std::string& name, const std::string& x, const Shape& shape,
                           int64_t groups, bool elementwise_affine) {
-    const std::vector<int64_t> mean_axis = {2};
+    const std::vector<float> ones(groups, 1.0f), zeros(groups, 0.0f);
     const std::string grouped = g_.node("Reshape", name + "/grouped", {x, g_.int64_constant(name + "/group_shape", {0, groups, -1})});
-    const std::string mean = g_.node("ReduceMean", name + "/mean", {grouped}, {ints_attr("axes", mean_axis), int_attr("keepdims", 1)});
-    const std::string centered = g_.node("Sub", name + "/centered", {grouped, mean});
-    const std::string squares = g_.node("Mul", name + "/squares", {centered, centered});
-    const std::string var = g_.node("ReduceMean", name + "/var", {squares}, {ints_attr("axes", mean_axis), int_attr("keepdims", 1)});
-    const std::string var_eps = g_.node("Add", name + "/var_eps", {var, g_.float_constant(name + "/eps", static_cast<float>(eps_setting(l)))});
-    const std::string deviation = g_.node("Sqrt", name + "/std", {var_eps});
-    const std::string normalized = g_.node("Div", name + "/normalized", {centered, deviation});
+    const std::string normalized = g_.node(
+        "InstanceNormalization", name + "/normalized",
+        {grouped, g_.float_tensor(name + "/group_scale", {groups}, ones.data()),
+         g_.float_tensor(name + "/group_bias", {groups}, zeros.data())},
+        {float_attr("epsilon", static_cast<float>(eps_setting(l)))});
     std::vector<int64_t> back = {0};
     back.insert(back.end(), shape.begin(), shape.end());
     std::string y = g_.node("Reshape", declares(l, "weight") ? name + "/ungrouped" : name,

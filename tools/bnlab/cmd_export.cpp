@@ -101,7 +101,7 @@ void run_export(const ExportFlags& f) {
 
 void add_export_command(CLI::App& app) {
   auto flags = std::make_shared<ExportFlags>();
-  CLI::App* cmd = app.add_subcommand("export", "Write a trained model for inference, optionally with BN folded in");
+  CLI::App* cmd = app.add_subcommand("export", "Write a trained model for inference (safetensors or ONNX), optionally with BN folded in");
   cmd->add_option("--model", flags->model, "Preset or spec file the weights belong to")->capture_default_str();
   cmd->add_option("--weights", flags->weights, "The trained model (safetensors)")->required();
   cmd->add_option("--out", flags->out, "Output file (safetensors, or .onnx)")->required();
