@@ -13,6 +13,9 @@ add_executable(onnx_opencv_check ${ONNX_DIR}/opencv_check.cpp)
 target_include_directories(onnx_opencv_check SYSTEM PRIVATE ${OPENCV_INCLUDE_DIR})
 target_link_libraries(onnx_opencv_check PRIVATE bnlab ${OPENCV_DNN_LIBRARY} ${OPENCV_CORE_LIBRARY})
 
+# ONNX Runtime runs under Node.js (scripts/setup installs onnxruntime-node beside ort_check.js).
+find_program(NODE_EXECUTABLE node REQUIRED)
+
 # The exporter's own unit tests: graph structure, names, errors, every preset.
 bnlab_test(onnx_export_test ${SRC}/io/onnx_export_test.cpp)
 target_link_libraries(onnx_export_test PRIVATE bnlab_onnx)
@@ -39,7 +42,7 @@ foreach(case IN LISTS ONNX_CASES)
   endif()
   add_test(NAME onnx_opencv_${name} COMMAND onnx_opencv_check ${ONNX_WORK}/${model}.onnx
            --expect ${ONNX_WORK}/${reference}.out.safetensors ${extra})
-  add_test(NAME onnx_runtime_${name} COMMAND node ${ONNX_DIR}/ort_check.js ${ONNX_WORK}/${model}.onnx
+  add_test(NAME onnx_runtime_${name} COMMAND ${NODE_EXECUTABLE} ${ONNX_DIR}/ort_check.js ${ONNX_WORK}/${model}.onnx
            --expect ${ONNX_WORK}/${reference}.out.safetensors ${extra})
   set_tests_properties(onnx_opencv_${name} onnx_runtime_${name} PROPERTIES
                        FIXTURES_REQUIRED onnx_models LABELS onnx TIMEOUT 120)
