@@ -65,6 +65,7 @@ void write_onnx(Network& net, const ExportFlags& f) {
               f.with_preprocessing ? "raw pixels on [0, 1]" : "normalized pixels");
 #else
   (void)net;
+  (void)f;
   fail("--format", "onnx", "this bnlab was built without ONNX export (configure with -DBNLAB_ONNX=ON, "
                            "which needs libonnx-dev, libprotobuf-dev and protobuf-compiler)");
 #endif
