@@ -124,6 +124,9 @@ TEST_F(Cli, BadFlagValuesAreOneLineErrors) {
       {"summary --input 0x28x28", "summary: --input: expected CxHxW (or CxL, or C) with positive sizes, got '0x28x28'"},
       {"summary --input 1x100000x100000", "preset:seed:2:11: Conv2d: input: 1x100000x100000 is too large (more than 67108864 values)"},
       {"export --weights w.safetensors --out o.safetensors --input 1xx28", "--input: '1xx28' is not a shape like 1x28x28"},
+      {"export --weights w.safetensors --out o.onnx --format tflite", "--format: tflite not in {safetensors,onnx}"},
+      {"export --weights w.safetensors --out o.safetensors --with-preprocessing", "--with-preprocessing: applies to --format onnx only"},
+      {"export --format onnx --weights w.safetensors --out o.onnx --spec-out o.spec", "--spec-out: applies to --format safetensors only"},
   };
   for (const auto& [args, message] : table) {
     const bool trains = args.rfind("train ", 0) == 0;

@@ -36,6 +36,13 @@ struct DataSource {
 // train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each maybe .gz).
 DataSource load_data(const std::string& data);
 
+// The pixel normalization a model trained on `data` expects, (pixel/255 - mean) / std: the known
+// sets' constants (read nothing), a directory's computed from its training images (load_data).
+struct PixelStats {
+  float mean = 0, std = 1;
+};
+PixelStats pixel_stats(const std::string& data);
+
 // Every label must lie in [0, classes): the network's output size. Error names the label file.
 void check_labels(const Dataset& set, int64_t classes);
 

@@ -111,6 +111,13 @@ DataSource load_data(const std::string& data) {
   return source;
 }
 
+PixelStats pixel_stats(const std::string& data) {
+  if (data == "mnist") return {kMnistMean, kMnistStd};
+  if (data == "fashion-mnist") return {kFashionMean, kFashionStd};
+  const DataSource source = load_data(data);
+  return {source.mean, source.std};
+}
+
 void gather_batch(float* out, uint8_t* labels, const Dataset& set, const DataSource& source,
                   const int64_t* indices, int64_t n) {
   const int64_t pixels = set.height * set.width;

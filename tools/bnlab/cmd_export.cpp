@@ -1,4 +1,5 @@
-// bnlab export: a trained model rewritten for inference, batch norm folded into the layer before.
+// bnlab export: a trained model rewritten for inference, batch norm optionally folded into the
+// layer before: as safetensors with its spec, or as an ONNX model (src/io/onnx_export.h).
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -8,7 +9,11 @@
 #include "bnlab/error.h"
 #include "bnlab/fold.h"
 #include "bnlab/spec.h"
+#include "bnlab/data.h"
 #include "commands.h"
+#ifdef BNLAB_HAVE_ONNX
+#include "io/onnx_export.h"
+#endif
 
 namespace bnlab::cli {
 namespace {
@@ -20,6 +25,9 @@ struct ExportFlags {
   std::string spec_out;
   bool fold_bn = false;
   std::string input = "1x28x28";
+  std::string format = "safetensors";
+  bool with_preprocessing = false;
+  std::string data = "mnist";
 };
 
 Shape parse_shape(const std::string& text) {
@@ -37,11 +45,40 @@ Shape parse_shape(const std::string& text) {
   return shape;
 }
 
+// The network (BN folded with --fold-bn) as an ONNX model at f.out.
+void write_onnx(Network& net, const ExportFlags& f) {
+#ifdef BNLAB_HAVE_ONNX
+  const PixelStats stats = pixel_stats(f.data);
+  OnnxExportOptions options{.with_preprocessing = f.with_preprocessing,
+                            .normalization = {.mean = stats.mean, .std = stats.std},
+                            .model_name = f.model};
+  int folded = 0;
+  if (f.fold_bn) {
+    FoldedNetwork fold = fold_batchnorm(net);
+    folded = fold.folded;
+    export_onnx(fold.net, f.out, options);
+  } else {
+    export_onnx(net, f.out, options);
+  }
+  std::printf("exported %s (ONNX opset %d%s; input %s)\n", f.out.c_str(), kOnnxOpset,
+              f.fold_bn ? (", " + std::to_string(folded) + " batch norm layers folded").c_str() : "",
+              f.with_preprocessing ? "raw pixels on [0, 1]" : "normalized pixels");
+#else
+  (void)net;
+  (void)f;
+  fail("--format", "onnx", "this bnlab was built without ONNX export (configure with -DBNLAB_ONNX=ON, "
+                           "which needs libonnx-dev, libprotobuf-dev and protobuf-compiler)");
+#endif
+}
+
 void run_export(const ExportFlags& f) {
+  if (f.format != "onnx" && f.with_preprocessing) fail("--with-preprocessing", "", "applies to --format onnx only");
+  if (f.format == "onnx" && !f.spec_out.empty()) fail("--spec-out", "", "applies to --format safetensors only");
   const NetworkSpec spec = load_spec(f.model);
   const Shape input = parse_shape(f.input);
   Network net = build_network(spec, input);
   load_checkpoint(net, f.weights);
+  if (f.format == "onnx") return write_onnx(net, f);
   const std::string spec_path = f.spec_out.empty() ? f.out + ".spec" : f.spec_out;
   if (f.fold_bn) {
     FoldedNetwork folded = fold_batchnorm(net);
@@ -65,11 +102,18 @@ void run_export(const ExportFlags& f) {
 
 void add_export_command(CLI::App& app) {
   auto flags = std::make_shared<ExportFlags>();
-  CLI::App* cmd = app.add_subcommand("export", "Write a trained model for inference, optionally with BN folded in");
+  CLI::App* cmd = app.add_subcommand("export", "Write a trained model for inference (safetensors or ONNX), optionally with BN folded in");
   cmd->add_option("--model", flags->model, "Preset or spec file the weights belong to")->capture_default_str();
   cmd->add_option("--weights", flags->weights, "The trained model (safetensors)")->required();
-  cmd->add_option("--out", flags->out, "Output safetensors file")->required();
-  cmd->add_option("--spec-out", flags->spec_out, "Output spec file (default: OUT.spec)");
+  cmd->add_option("--out", flags->out, "Output file (safetensors, or .onnx)")->required();
+  cmd->add_option("--format", flags->format,
+                  "safetensors (weights + a spec file) or onnx (a model for OpenCV, ONNX Runtime, ...)")
+      ->capture_default_str()->check(CLI::IsMember({"safetensors", "onnx"}));
+  cmd->add_option("--spec-out", flags->spec_out, "Output spec file (default: OUT.spec; safetensors only)");
+  cmd->add_flag("--with-preprocessing", flags->with_preprocessing,
+                "onnx: the graph normalizes raw pixels on [0, 1] itself ((x - mean) / std of --data)");
+  cmd->add_option("--data", flags->data, "The data set whose normalization the model was trained with: mnist, fashion-mnist or a directory")
+      ->capture_default_str();
   cmd->add_flag("--fold-bn", flags->fold_bn, "Fold each BatchNorm into the Conv2d or Linear before it");
   cmd->add_option("--input", flags->input, "Input shape per sample")->capture_default_str();
   cmd->callback([flags] { run_export(*flags); });
