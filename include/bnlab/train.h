@@ -17,7 +17,7 @@ struct TrainOptions {
   int64_t epochs = 1;
   int64_t batch_size = 64;
   int64_t test_batch_size = 1000;
-  OptimizerOptions optimizer;
+  OptimizerOptions optimizer{};
   double gamma = 0.7;   // StepLR factor per epoch
   uint64_t seed = 1;
   int64_t log_interval = 10;  // batches between progress reports
@@ -35,11 +35,11 @@ struct TrainOptions {
   // Fine-tuning: the model's weights and buffers from this checkpoint (a model file or a training
   // checkpoint), strictly matching the network; a fresh optimizer, step 0, the schedule from its
   // start. Not with a resume.
-  std::string init_from;
+  std::string init_from{};
 
   // Resumable checkpoints (model, optimizer state, schedule and position in the data), written
   // atomically to checkpoint_path every checkpoint_every steps (0: never) and when stopped.
-  std::string checkpoint_path;
+  std::string checkpoint_path{};
   int64_t checkpoint_every = 0;
   // Set from a signal handler: finish the current step, write the checkpoint, return.
   const std::atomic<bool>* stop_requested = nullptr;

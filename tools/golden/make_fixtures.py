@@ -21,6 +21,7 @@ The fixtures, their tensors and metadata are documented where they are made:
     golden_layers.py       conv2d, conv2d_nopad, linear, maxpool2d, relu, log_softmax_nll
     golden_seed_net.py     seed_net.safetensors: the tutorial's network, one training step
     golden_optimizers.py   its Adadelta and SGD steps
+    golden_accumulate.py   accumulate_seed_net.safetensors: two steps of gradient accumulation
     golden_common.py       writing a file (safetensors_io.py has the format)
 """
 
@@ -30,6 +31,7 @@ import os
 import torch
 
 import golden_common
+from golden_accumulate import make_accumulate
 from golden_batchnorm import BN_VARIANTS, make_bn
 from golden_layers import make_layers
 from golden_norms import make_norms
@@ -48,6 +50,7 @@ def main():
     make_layers()
     make_norms()
     make_seed_net()
+    make_accumulate()
 
 
 if __name__ == "__main__":
