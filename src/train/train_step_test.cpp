@@ -11,6 +11,7 @@
 
 #include "bnlab/checkpoint.h"
 #include "bnlab/error.h"
+#include "bnlab/recalibrate.h"
 #include "bnlab/spec.h"
 #include "bnlab/train.h"
 #include "bnlab/train_step.h"
@@ -179,6 +180,17 @@ TEST_F(InitFrom, AnotherModelOrAResumeIsAnError) {
     EXPECT_EQ(std::string(e.what()).rfind(path("model.st") + ": tensor 'fc1.weight': ", 0), 0u) << e.what();
   }
   EXPECT_THROW(train(trained, data_, {.batch_size = 16, .init_from = path("model.st")}, quiet_, path("model.st")), Error);
+}
+
+// train --precise-bn: the test pass sees statistics recalibrated over the first N batches of the
+// micro-batch's size, as recalibrate_batchnorm gives them for the trained weights.
+TEST_F(InitFrom, PreciseBnRecalibratesBeforeTheTestPass) {
+  Network net = net_from(kNet, 4, 1);
+  train(net, data_, {.batch_size = 16, .max_steps = 5, .accumulate = 2, .precise_bn = 3}, quiet_);
+  EXPECT_EQ(counter(net, "bn.num_batches_tracked"), 3);  // as update_bn leaves it, not 5 x 2
+  const std::vector<float> after_training(net.buffers().begin(), net.buffers().end());
+  recalibrate_batchnorm(net, data_, {.batches = 3, .batch_size = 8});
+  EXPECT_EQ(std::vector<float>(net.buffers().begin(), net.buffers().end()), after_training);
 }
 
 }  // namespace
