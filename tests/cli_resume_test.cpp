@@ -121,6 +121,37 @@ TEST_F(Resume, AfterACrashThePeriodicCheckpointResumesBitwise) {
   EXPECT_EQ(metrics_without_seconds(ref + ".csv"), metrics_without_seconds(path("r.csv")));
 }
 
+// With gradient accumulation the checkpoints, --max-steps and the resumed position count
+// optimizer steps: a run stopped after step 37 (of 2 x 30) resumes from its checkpoint of step 35,
+// in the second epoch, to the bits of an uninterrupted run.
+TEST_F(Resume, WithAccumulationTheResumedRunIsBitwiseTheSame) {
+  const std::string small = "train --limit-train 1920 --limit-test 100 --epochs 2 --log-interval 5 --threads 2";
+  const std::string run_args = small + " --accumulate 4 --save ";
+  ASSERT_EQ(run(run_args + path("ref.st") + " --metrics " + path("ref.csv"), path("ref.log")), 0) << read_file(path("ref.log"));
+  const std::string args = run_args + path("r.st") + " --metrics " + path("r.csv") + " --checkpoint " + path("ck.st") +
+                           " --checkpoint-every 7";
+  ASSERT_EQ(run(args + " --max-steps 37", path("1.log")), 0) << read_file(path("1.log"));
+  EXPECT_NE(read_file(path("1.log")).find("trained 37 steps"), std::string::npos) << read_file(path("1.log"));
+  ASSERT_EQ(run(args + " --resume " + path("ck.st"), path("2.log")), 0) << read_file(path("2.log"));
+  EXPECT_EQ(read_file(path("ref.st")), read_file(path("r.st")));
+  EXPECT_EQ(metrics_without_seconds(path("ref.csv")), metrics_without_seconds(path("r.csv")));
+  // Another K changes the run's bits: refused.
+  EXPECT_EQ(run(small + " --accumulate 2 --resume " + path("ck.st"), path("3.log")), 2);
+  EXPECT_EQ(read_file(path("3.log")).find("bnlab: " + path("ck.st") + ": run.accumulate: the checkpoint was made with 4, this run has 2"),
+            0u) << read_file(path("3.log"));
+}
+
+// Fine-tuning starts a fresh run (step 0) from a model's weights; another model's file is refused
+// naming the file and a tensor (src/train/train_step_test.cpp checks the weights themselves).
+TEST_F(Resume, InitFromStartsAFreshRunFromAModel) {
+  ASSERT_EQ(run(std::string(kRun) + " --max-steps 3 --save " + path("m.st"), path("1.log")), 0);
+  ASSERT_EQ(run(std::string(kRun) + " --max-steps 2 --init-from " + path("m.st"), path("2.log")), 0) << read_file(path("2.log"));
+  EXPECT_NE(read_file(path("2.log")).find(", from " + path("m.st")), std::string::npos) << read_file(path("2.log"));
+  EXPECT_NE(read_file(path("2.log")).find("trained 2 steps"), std::string::npos) << read_file(path("2.log"));
+  EXPECT_EQ(run(std::string(kRun) + " --model seed-nobn --init-from " + path("m.st"), path("3.log")), 2);
+  EXPECT_EQ(read_file(path("3.log")).rfind("bnlab: " + path("m.st") + ": tensor '", 0), 0u) << read_file(path("3.log"));
+}
+
 TEST_F(Resume, ResumeWithOtherSettingsIsRefused) {
   const std::string args = std::string(kRun) + " --max-steps 5 --checkpoint-every 5 --checkpoint " + path("ck.st");
   ASSERT_EQ(run(args, path("1.log")), 0);

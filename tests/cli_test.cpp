@@ -116,6 +116,15 @@ TEST_F(Cli, BadFlagValuesAreOneLineErrors) {
       {"train --epochs abc", "--epochs: 'abc' is not a whole number from 1 to 1,000,000"},
       {"train --max-steps -1", "--max-steps: -1 is out of range: 0 (no limit) to 10^12"},
       {"train --bucket-kb -5", "--bucket-kb: -5 is out of range: 0 to 1048576 (1 GiB)"},
+      {"train --accumulate 0", "--accumulate: 0 is out of range: 1 to 67108864"},
+      {"train --accumulate 3", "--accumulate: 3 does not divide --batch-size 64"},
+      {"train --precise-bn -1", "--precise-bn: -1 is out of range: 0 (off) to 10^12"},
+      {"train --precise-bn 1000", "--precise-bn: 1000 batches of 64 are more than the 60000 training images hold (937)"},
+      {"train --init-from a.safetensors --resume b.safetensors", "--init-from: cannot be combined with --resume (a resumed run continues from its own checkpoint)"},
+      {"recalibrate --weights w.safetensors --out o.safetensors --batches 0", "--batches: 0 is out of range: 1 to 10^12"},
+      {"recalibrate --weights w.safetensors --out o.safetensors --batches 2000", "--batches: 2000 batches of 64 are more than the 60000 training images hold (937)"},
+      {"recalibrate --weights w.safetensors --out o.safetensors --dropout maybe", "--dropout: maybe not in {on,off}"},
+      {"recalibrate --weights w.safetensors --out o.safetensors --batch-size 100000", "--batch-size: 100000 is out of range for this network: 1 to 1820 (a layer's output would exceed 67108864 values)"},
       {"eval --weights w.safetensors --threads -1", "--threads: -1 is out of range: 0 (all cores) to 1024"},
       {"eval --weights w.safetensors --test-batch-size 0", "--test-batch-size: 0 is out of range: 1 to 67108864"},
       {"experiment depth --steps 0", "--steps: 0 is out of range: 1 to 10^12"},
@@ -201,7 +210,7 @@ std::set<std::string> flags_in(const std::string& text, const std::regex& patter
 TEST(Guide, DocumentsEveryFlagOfEveryCommandAndNoOther) {
   const std::string guide = read_file(BNLAB_GUIDE);
   ASSERT_FALSE(guide.empty()) << BNLAB_GUIDE;
-  for (const char* command : {"train", "eval", "export", "summary", "predict", "experiment"}) {
+  for (const char* command : {"train", "eval", "recalibrate", "export", "summary", "predict", "experiment"}) {
     const CommandResult help = bnlab(std::string(command) + " --help");
     ASSERT_EQ(help.status, 0) << command;
     std::set<std::string> in_help = flags_in(help.out, std::regex(R"(\n\s+(?:-\w,)?(--[a-z0-9-]+))"));

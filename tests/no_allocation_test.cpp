@@ -111,6 +111,15 @@ TEST(NoAllocation, TheTrainStepAllocatesNothing) {
     for (int64_t s = 2; s <= 3; ++s) step.run(indices.data(), 16, s, 1.0);
   });
   EXPECT_EQ(allocations, 0) << "a TrainStep allocated";
+
+  // Accumulating: four micro-batches per step, and the epoch's smaller last batch (10: 4, 4, 2).
+  TrainStep accumulating(net, data, *optimizer, 16, {.seed = 1, .restore_on_fault = true, .accumulate = 4});
+  ASSERT_EQ(accumulating.run(indices.data(), 16, 1, 1.0).fault, StepResult::Fault::None);
+  allocations = allocations_in([&] {
+    accumulating.run(indices.data(), 16, 2, 1.0);
+    accumulating.run(indices.data(), 10, 3, 1.0);
+  });
+  EXPECT_EQ(allocations, 0) << "an accumulating TrainStep allocated";
 }
 
 // The counter itself must see an allocation, or the test above could pass by counting nothing.

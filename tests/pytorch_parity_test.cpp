@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <numeric>
 #include <string>
 
 #include "bnlab/checkpoint.h"
@@ -21,6 +22,7 @@
 #include "bnlab/network.h"
 #include "bnlab/optim.h"
 #include "bnlab/spec.h"
+#include "bnlab/train_step.h"
 
 namespace bnlab {
 namespace {
@@ -278,7 +280,7 @@ class SeedNetParity : public ::testing::Test {
   static constexpr int64_t kBatch = 8;
   static constexpr Tolerance kNet{1e-4, 1e-5};
 
-  SeedNetParity() : f_(read_safetensors(kFixtures + "/seed_net.safetensors")) {}
+  explicit SeedNetParity(const std::string& file = "seed_net.safetensors") : f_(read_safetensors(kFixtures + "/" + file)) {}
 
   // The tutorial's Net with dropout off, its weights set by the fixture's closed formula.
   Network make_net() {
@@ -374,6 +376,49 @@ TEST_F(SeedNetParity, OneSgdMomentumStep) {
                             static_cast<int64_t>(net.parameters().size()));
   opt->step(net.parameters(), net.gradients(), 0.1);
   expect_params("sgd.", net.named_parameters(), kNet);
+}
+
+// Gradient accumulation through the one training step against PyTorch's usual recipe
+// (tools/golden/golden_accumulate.py): batches of 16 as 4 micro-batches, the second batch the
+// epoch's smaller last one (micro-batches of 4, 4 and 2), two Adadelta steps. BN's statistics per
+// micro-batch, so num_batches_tracked ends at 7.
+class AccumulateParity : public SeedNetParity {
+ protected:
+  AccumulateParity() : SeedNetParity("accumulate_seed_net.safetensors") {}
+};
+
+TEST_F(AccumulateParity, FourMicroBatchesEqualPyTorchsRecipe) {
+  constexpr int64_t kCount = 26, kBatch = 16;
+  DataSource data;
+  data.mean = 0.1307f;
+  data.std = 0.3081f;
+  data.train.count = kCount;
+  data.train.height = data.train.width = 28;
+  const float* images = f_.f32("images", {kCount, 28, 28});
+  const float* labels = f_.f32("labels", {kCount});
+  for (int64_t i = 0; i < kCount * 784; ++i) data.train.images.push_back(static_cast<uint8_t>(images[i]));
+  for (int64_t i = 0; i < kCount; ++i) data.train.labels.push_back(static_cast<uint8_t>(labels[i]));
+  Network net = make_net();
+  auto opt = make_optimizer({.kind = OptimizerKind::Adadelta, .lr = 1.0}, static_cast<int64_t>(net.parameters().size()));
+  TrainStep step(net, data, *opt, kBatch, {.accumulate = 4});
+  std::vector<int64_t> order(kCount);
+  std::iota(order.begin(), order.end(), 0);
+  float losses[2];
+  for (int64_t s = 0; s < 2; ++s) {
+    const StepResult r = step.run(order.data() + s * kBatch, std::min(kBatch, kCount - s * kBatch), s + 1, 1.0);
+    ASSERT_EQ(r.fault, StepResult::Fault::None);
+    losses[s] = static_cast<float>(r.loss);
+  }
+  expect_close(f_, "loss", losses, kNet);
+  expect_params("after.", net.named_parameters(), kNet);
+  for (const TensorView& v : net.state_dict()) {
+    if (v.dtype == DType::I64) {
+      EXPECT_EQ(*static_cast<const int64_t*>(v.data), f_.i64("after." + v.name, {})[0]) << v.name;
+      EXPECT_EQ(*static_cast<const int64_t*>(v.data), 7) << v.name;
+    } else if (v.name.find("running_") != std::string::npos) {
+      expect_close(f_, "after." + v.name, static_cast<const float*>(v.data), kNet);
+    }
+  }
 }
 
 }  // namespace

@@ -54,12 +54,18 @@ struct TensorSlot {
   int64_t* counter = nullptr;  // Counter only
 };
 
-// Per-call facts a layer may need: train or eval, the random key of this step, and whether a
-// backward pass may follow (inference says it will not: nothing need be saved for it).
+// Whether Dropout drops in training mode. Off runs training-mode statistics without it: the
+// recalibration of BN after dropout's variance shift (Li et al. 2019), src/train/recalibrate.cpp.
+enum class DropoutMode { AsMode, Off };
+
+// Per-call facts a layer may need: train or eval, the random key of this step, whether a
+// backward pass may follow (inference says it will not: nothing need be saved for it), and
+// whether Dropout applies in training mode.
 struct RunContext {
   Mode mode = Mode::Train;
   uint64_t random_key = 0;
   bool backward_follows = true;
+  DropoutMode dropout = DropoutMode::AsMode;
 };
 
 class Layer;

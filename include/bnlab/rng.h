@@ -41,6 +41,6 @@ class Rng {
 };
 
 // Stream labels, so that each use of the seed draws its own numbers.
-enum class Stream : uint64_t { Init = 1, Shuffle = 2, Dropout = 3 };
+enum class Stream : uint64_t { Init = 1, Shuffle = 2, Dropout = 3, Recalibrate = 4 };
 
 }  // namespace bnlab

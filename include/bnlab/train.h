@@ -17,15 +17,29 @@ struct TrainOptions {
   int64_t epochs = 1;
   int64_t batch_size = 64;
   int64_t test_batch_size = 1000;
-  OptimizerOptions optimizer;
+  OptimizerOptions optimizer{};
   double gamma = 0.7;   // StepLR factor per epoch
   uint64_t seed = 1;
   int64_t log_interval = 10;  // batches between progress reports
   int64_t max_steps = 0;      // stop after this many steps in all (0: no limit)
 
+  // Gradient accumulation (train_step.h): each batch of batch_size runs as `accumulate`
+  // micro-batches of batch_size / accumulate (which must divide it), one optimizer step per batch;
+  // steps, checkpoints and max_steps count optimizer steps, num_batches_tracked micro-batches.
+  int64_t accumulate = 1;
+  // Precise BN (recalibrate.h): before each test pass, every BatchNorm's running statistics are
+  // re-estimated over the first precise_bn training batches of batch_size / accumulate samples
+  // (the batch BN normalized over in training), dropout as in training; 0: never. It changes the
+  // trained model's running statistics, as detectron2's PreciseBN hook does.
+  int64_t precise_bn = 0;
+  // Fine-tuning: the model's weights and buffers from this checkpoint (a model file or a training
+  // checkpoint), strictly matching the network; a fresh optimizer, step 0, the schedule from its
+  // start. Not with a resume.
+  std::string init_from{};
+
   // Resumable checkpoints (model, optimizer state, schedule and position in the data), written
   // atomically to checkpoint_path every checkpoint_every steps (0: never) and when stopped.
-  std::string checkpoint_path;
+  std::string checkpoint_path{};
   int64_t checkpoint_every = 0;
   // Set from a signal handler: finish the current step, write the checkpoint, return.
   const std::atomic<bool>* stop_requested = nullptr;
@@ -82,8 +96,8 @@ struct TrainResult {
   double seconds = 0;
 };
 
-// Initializes nothing: `net` arrives initialized (or loaded) and leaves trained. With
-// `resume_path`, the network, optimizer and position are restored from a checkpoint written by
+// Initializes nothing: `net` arrives initialized (or loaded; options.init_from loads it here) and
+// leaves trained. With `resume_path`, the network, optimizer and position are restored from a checkpoint written by
 // an earlier run with the same options; the run then continues bit for bit as if never stopped.
 TrainResult train(Network& net, const DataSource& data, const TrainOptions& options,
                   TrainObserver& observer, const std::string& resume_path = "");

@@ -4,6 +4,13 @@
 // processes' part (src/train/data_parallel.h): the running statistics broadcast before it (DDP's
 // broadcast_buffers), one agreement on the loss, a fault and a stop request, and the gradients
 // averaged in buckets started during backward.
+//
+// Gradient accumulation (StepOptions::accumulate = K): the batch of n samples is cut into
+// micro-batches of max_batch/K (the last one takes the rest), each run forward in training mode
+// (BN's statistics, and num_batches_tracked, are per micro-batch, as in PyTorch's usual recipe)
+// and backward with its mean loss scaled by (micro-batch size / n): the usual `loss / K` for a full
+// batch, the exact batch mean for a smaller one. The gradients add up; the optimizer steps once.
+// The network is reserved for the micro-batch, not the batch.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +32,7 @@ struct StepOptions {
   Communicator* comm = nullptr;   // data-parallel over its processes (null: this one alone)
   bool sync_batchnorm = false;    // with comm: BN's statistics are the global batch's
   int64_t bucket_bytes = 0;       // with comm: gradient buckets of about this size (0: one sum)
+  int64_t accumulate = 1;         // micro-batches per step; must divide max_batch
 };
 
 struct StepResult {
@@ -46,8 +54,11 @@ class TrainStep {
 
   // One step on data.train's samples indices[0..n), n <= max_batch; `step` counts from 1.
   // after_backward(n), if given, sees the step's activations and gradients before the update.
+  // With accumulation, after_backward(m) sees the last micro-batch's m samples' activations.
   StepResult run(const int64_t* indices, int64_t n, int64_t step, double lr, bool stop_requested = false,
                  const std::function<void(int64_t)>& after_backward = {});
+
+  int64_t micro_batch() const { return micro_; }
 
  private:
   struct Parallel;
@@ -59,6 +70,7 @@ class TrainStep {
   Communicator single_process_;
   Communicator& comm_;
   std::unique_ptr<Parallel> parallel_;
+  int64_t micro_ = 0;  // samples per micro-batch: max_batch / accumulate
   std::vector<float> input_, dlogp_;
   std::vector<uint8_t> labels_;
   std::vector<float> saved_buffers_;

@@ -352,6 +352,10 @@ class BatchNorm final : public BatchNormLayer {
   std::vector<float> r_, d_, invstd_r_, weight_r_, bias_d_;
   std::vector<double> backward_sums_;  // (2C): sum dy, then sum dy * (x - mean)
   std::vector<double> global_sums_;    // (C + 1): scratch of the synchronized statistics
+
+  // For the recalibration (BatchNormLayer::set_momentum); setup checked the original value.
+ public:
+  void set_momentum(std::optional<double> momentum) override { options_.momentum = momentum; }
 };
 
 }  // namespace

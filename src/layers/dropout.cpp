@@ -30,7 +30,7 @@ class Dropout final : public Layer {
   void reserve(int64_t max_batch, int) override { keep_.assign(static_cast<size_t>(max_batch * size_), 1); }
 
   void forward(float* y, const float* x, int64_t n, const RunContext& ctx) override {
-    training_ = ctx.mode == Mode::Train && p_ > 0;
+    training_ = ctx.mode == Mode::Train && ctx.dropout == DropoutMode::AsMode && p_ > 0;
     if (training_) {
       kernels::dropout_forward(y, keep_.data(), x, p_, ctx.random_key, n * size_);
     } else {

@@ -3,6 +3,8 @@
 // as<...>(): the fusions live in the passes, the layers only offer the pieces they are made of.
 #pragma once
 
+#include <optional>
+
 #include "bnlab/layer.h"
 #include "bnlab/layers.h"
 #include "kernels/conv.h"
@@ -20,6 +22,9 @@ class BatchNormLayer : public Layer {
   // forward and backward with the ReLU that follows applied in the same pass; y is after it.
   virtual void forward_relu(float* y, const float* x, int64_t n, const RunContext& ctx) = 0;
   virtual void backward_relu(float* dx, const float* dy, const float* x, const float* y, int64_t n) = 0;
+  // The running statistics' momentum from now on (none: the cumulative average), for the
+  // recalibration (src/train/recalibrate.cpp), which sets it for its passes and puts it back.
+  virtual void set_momentum(std::optional<double> momentum) = 0;
 };
 
 // Conv2d (LayerKind::Conv2d).

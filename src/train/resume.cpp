@@ -10,6 +10,8 @@ namespace bnlab {
 namespace {
 
 constexpr const char* kKind = "bnlab training checkpoint 1";
+// Options that checkpoints hold since a later version, with the value that older files meant.
+const Metadata kAddedLater = {{"run.accumulate", "1"}, {"run.precise_bn", "0"}};
 
 std::string exact(double v) {
   char buf[64];
@@ -20,6 +22,8 @@ std::string exact(double v) {
 // The options that decide the bits of a run: a resume with other values would not continue it.
 Metadata run_identity(const TrainOptions& o, const DataSource& data) {
   return {{"run.seed", std::to_string(o.seed)},
+          {"run.accumulate", std::to_string(o.accumulate)},
+          {"run.precise_bn", std::to_string(o.precise_bn)},
           {"run.batch_size", std::to_string(o.batch_size)},
           {"run.optimizer", optimizer_name(o.optimizer.kind)},
           {"run.lr", exact(o.optimizer.lr)},
@@ -85,6 +89,16 @@ void save_train_checkpoint(const std::string& path, Network& net, Optimizer& opt
   write_safetensors(path, tensors, meta);
 }
 
+void load_initial_weights(const std::string& path, Network& net) {
+  const SafetensorsFile file = read_safetensors(path);
+  auto kind = file.metadata.find("bnlab.kind");
+  if (kind == file.metadata.end() || kind->second != kKind) {
+    load_checkpoint(net, path);  // a model file: exactly the network's tensors
+    return;
+  }
+  copy_tensors(file, net.state_dict());
+}
+
 TrainPosition load_train_checkpoint(const std::string& path, Network& net, Optimizer& optimizer,
                                     const TrainOptions& options, const DataSource& data) {
   const SafetensorsFile file = read_safetensors(path);
@@ -92,6 +106,8 @@ TrainPosition load_train_checkpoint(const std::string& path, Network& net, Optim
     fail(path, "bnlab.kind", "not a bnlab training checkpoint (a model file cannot be resumed)");
   }
   for (const auto& [key, value] : run_identity(options, data)) {
+    auto older = kAddedLater.find(key);  // absent from the files of earlier versions: its default
+    if (older != kAddedLater.end() && !file.metadata.count(key) && value == older->second) continue;
     const std::string& saved = field(file.metadata, path, key);
     if (saved != value) {
       fail(path, key, "the checkpoint was made with " + saved + ", this run has " + value +

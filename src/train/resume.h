@@ -27,6 +27,11 @@ void save_train_checkpoint(const std::string& path, Network& net, Optimizer& opt
                            const TrainOptions& options, const DataSource& data,
                            const TrainPosition& position);
 
+// Fine-tuning's start (TrainOptions::init_from): the network's state_dict from a model file
+// (strictly, as load_checkpoint) or from a training checkpoint (its model tensors; the optimizer's
+// and the position are left). Error names the file and the first tensor that does not match.
+void load_initial_weights(const std::string& path, Network& net);
+
 // Restores net and optimizer; Error if the file was made by a run with other options or data.
 TrainPosition load_train_checkpoint(const std::string& path, Network& net, Optimizer& optimizer,
                                     const TrainOptions& options, const DataSource& data);

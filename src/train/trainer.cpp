@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "bnlab/error.h"
+#include "bnlab/recalibrate.h"
 #include "bnlab/train.h"
 #include "bnlab/train_step.h"
 #include "train/data_parallel.h"
@@ -17,6 +18,22 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// Precise BN before a test pass: rank 0 recalibrates on its own (the other processes wait; no
+// synchronized statistics) and sends its running statistics to all, so that every process holds
+// the model that rank 0 evaluates and saves.
+void precise_batchnorm(Network& net, const DataSource& data, const RecalibrateOptions& options, Communicator& comm,
+                       bool sync_batchnorm) {
+  if (comm.rank() == 0) {
+    if (sync_batchnorm) net.set_communicator(nullptr);
+    recalibrate_batchnorm(net, data, options);
+    if (sync_batchnorm) net.set_communicator(&comm);
+  }
+  if (comm.size() > 1) {
+    comm.broadcast(net.buffers().data(), static_cast<int64_t>(net.buffers().size()));
+    comm.broadcast(net.counters().data(), static_cast<int64_t>(net.counters().size()));
+  }
+}
+
 }  // namespace
 
 TrainResult train(Network& net, const DataSource& data, const TrainOptions& options,
@@ -24,6 +41,15 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
   if (options.batch_size <= 0) fail("train", "batch_size", "must be positive");
   if (options.test_batch_size <= 0) fail("train", "test_batch_size", "must be positive");
   if (options.epochs <= 0) fail("train", "epochs", "must be positive");
+  if (options.accumulate <= 0) fail("train", "accumulate", "must be positive");
+  if (options.batch_size % options.accumulate != 0) {
+    fail("train", "accumulate", std::to_string(options.accumulate) + " does not divide batch_size " +
+                                    std::to_string(options.batch_size));
+  }
+  if (options.precise_bn < 0) fail("train", "precise_bn", "must be 0 (off) or a number of batches");
+  if (!options.init_from.empty() && !resume_path.empty()) {
+    fail("train", "init_from", "cannot be combined with a resume (a resumed run has its weights already)");
+  }
   if (options.checkpoint_every > 0 && options.checkpoint_path.empty()) {
     fail("train", "checkpoint_every", "needs a checkpoint path");
   }
@@ -40,17 +66,22 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
   std::unique_ptr<Optimizer> optimizer = make_optimizer(options.optimizer, static_cast<int64_t>(net.parameters().size()));
   TrainStep train_step(net, data, *optimizer, options.batch_size,
                        {.seed = options.seed, .restore_on_fault = options.on_nan == TrainOptions::OnNan::Skip,
-                        .comm = &comm, .sync_batchnorm = options.sync_batchnorm, .bucket_bytes = options.bucket_bytes});
+                        .comm = &comm, .sync_batchnorm = options.sync_batchnorm, .bucket_bytes = options.bucket_bytes,
+                        .accumulate = options.accumulate});
+  // Precise BN recalibrates in batches of the micro-batch: what BN normalized over in training.
+  const RecalibrateOptions precise{.batches = options.precise_bn, .batch_size = train_step.micro_batch(), .seed = options.seed};
+  if (options.precise_bn > 0) check_recalibration(data, precise, "train: precise_bn");  // before any step
   if (!net.eval_is_per_sample()) net.reserve_inference(options.test_batch_size);
 
   TrainPosition at;
   if (!resume_path.empty()) at = load_train_checkpoint(resume_path, net, *optimizer, options, data);
+  if (!options.init_from.empty()) load_initial_weights(options.init_from, net);
   const StepLR schedule{.base_lr = options.optimizer.lr, .gamma = options.gamma};
   std::vector<int64_t> order(static_cast<size_t>(set.count));
   // This process's share of each epoch: every P-th sample from its rank on, the order padded by
   // its own beginning to a multiple of P (DistributedSampler's rule).
   const int64_t shard_size = (set.count + processes - 1) / processes;
-  check_virtual_batches(net, options.batch_size, shard_size, "batch_size");
+  check_virtual_batches(net, options.batch_size / options.accumulate, shard_size, "batch_size / accumulate");
   std::vector<int64_t> shard(static_cast<size_t>(shard_size));
   const int64_t batches = (shard_size + options.batch_size - 1) / options.batch_size;
 
@@ -108,6 +139,7 @@ TrainResult train(Network& net, const DataSource& data, const TrainOptions& opti
     }
     if (result.interrupted) break;
     // After every epoch, and when --max-steps ends the run inside one; by rank 0 alone.
+    if (options.precise_bn > 0) precise_batchnorm(net, data, precise, comm, options.sync_batchnorm);
     if (lead) {
       EpochReport report{.step = at.step, .epoch = at.epoch + 1,
                          .train_loss = at.epoch_loss / static_cast<double>(std::max<int64_t>(at.epoch_batches, 1)),

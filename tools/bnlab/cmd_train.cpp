@@ -9,6 +9,7 @@
 #include "bnlab/error.h"
 #include "bnlab/loss.h"
 #include "bnlab/data.h"
+#include "bnlab/recalibrate.h"
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
 #include "bnlab/train.h"
@@ -56,6 +57,13 @@ int threads_per_process(int flag, bool distributed) {
 
 void run_train(const TrainFlags& f) {
   if (f.sync_bn && !f.distributed) fail("--sync-bn", "", "needs --distributed");
+  if (f.train.batch_size % f.train.accumulate != 0) {
+    fail("--accumulate", "", std::to_string(f.train.accumulate) + " does not divide --batch-size " +
+                                 std::to_string(f.train.batch_size));
+  }
+  if (!f.train.init_from.empty() && !f.resume.empty()) {
+    fail("--init-from", "", "cannot be combined with --resume (a resumed run continues from its own checkpoint)");
+  }
   const StopOnSignal stop;  // first: before MPI's and OpenMP's threads
   std::unique_ptr<Communicator> comm = f.distributed ? make_mpi_communicator() : nullptr;
   const bool lead = !comm || comm->rank() == 0;
@@ -74,13 +82,19 @@ void run_train(const TrainFlags& f) {
   require_log_probabilities(net);  // before any work or output
   check_batch_fits(net, f.train.batch_size, "--batch-size", false);
   const int processes_here = comm ? comm->size() : 1;
-  check_virtual_batches(net, f.train.batch_size, (data.train.count + processes_here - 1) / processes_here,
-                        "--batch-size");
+  // BN sees the micro-batch: virtual_batch must divide it
+  check_virtual_batches(net, f.train.batch_size / f.train.accumulate,
+                        (data.train.count + processes_here - 1) / processes_here,
+                        f.train.accumulate > 1 ? "the micro-batch (--batch-size / --accumulate)" : "--batch-size");
   check_batch_fits(net, f.train.test_batch_size, "--test-batch-size", true);
   const int64_t classes = numel(net.output_shape());
   check_labels(data.train, classes);
   check_labels(data.test, classes);
-  net.initialize(options.seed);
+  if (options.precise_bn > 0) {
+    check_recalibration(data, {.batches = options.precise_bn, .batch_size = options.batch_size / options.accumulate},
+                        "--precise-bn");
+  }
+  net.initialize(options.seed);  // --init-from's weights replace these in train()
 
   if (lead) {
     std::printf("bnlab train: model %s, data %s (%lld train / %lld test images), %d threads, "
@@ -89,7 +103,12 @@ void run_train(const TrainFlags& f) {
                 static_cast<long long>(data.test.count), threads(), f.optimizer.c_str(),
                 options.optimizer.lr, static_cast<long long>(options.batch_size),
                 static_cast<unsigned long long>(options.seed));
+    if (options.accumulate > 1) {
+      std::printf(" (%lld micro-batches of %lld)", static_cast<long long>(options.accumulate),
+                  static_cast<long long>(options.batch_size / options.accumulate));
+    }
     if (comm) std::printf(", %d processes%s", comm->size(), f.sync_bn ? ", synchronized BN" : "");
+    if (!options.init_from.empty()) std::printf(", from %s", options.init_from.c_str());
     std::printf("\n");
   }
   ConsoleProgress console;
@@ -164,6 +183,17 @@ void add_train_command(CLI::App& app) {
                   "Write the training checkpoint every N steps and after each such epoch (0: only when interrupted)")
       ->capture_default_str()->check(integer_in(0, kMaxCount, "0 (only when interrupted) to 10^12"));
   cmd->add_option("--resume", flags->resume, "Continue the run saved in this training checkpoint (same flags)");
+  cmd->add_option("--init-from", flags->train.init_from,
+                  "Fine-tune: start from this checkpoint's weights and BN statistics (a --save file or a training "
+                  "checkpoint of the same model) with a fresh optimizer, step 0 and the schedule from its start");
+  cmd->add_option("--accumulate", flags->train.accumulate,
+                  "Gradient accumulation: run each batch as K micro-batches of --batch-size/K (K must divide it), "
+                  "each with its own BN statistics (num_batches_tracked counts them), one optimizer step per batch")
+      ->capture_default_str()->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
+  cmd->add_option("--precise-bn", flags->train.precise_bn,
+                  "Precise BN: before each test pass, re-estimate every BN layer's running statistics over the first N "
+                  "training batches (of the micro-batch size, dropout on); this changes the saved model (0: off)")
+      ->capture_default_str()->check(integer_in(0, kMaxCount, "0 (off) to 10^12"));
   cmd->add_flag("--distributed", flags->distributed,
                 "Data-parallel over the MPI processes this was started in (mpirun -np P bnlab train --distributed)");
   cmd->add_flag("--sync-bn", flags->sync_bn, "With --distributed: batch statistics over all processes' batches");

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "bnlab 0.1.0");
   bnlab::cli::add_train_command(app);
   bnlab::cli::add_eval_command(app);
+  bnlab::cli::add_recalibrate_command(app);
   bnlab::cli::add_export_command(app);
   bnlab::cli::add_summary_command(app);
   bnlab::cli::add_predict_command(app);

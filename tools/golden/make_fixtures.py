@@ -22,6 +22,7 @@ The fixtures, their tensors and metadata are documented where they are made:
     golden_layers.py       conv2d, conv2d_nopad, linear, maxpool2d, relu, log_softmax_nll
     golden_seed_net.py     seed_net.safetensors: the tutorial's network, one training step
     golden_optimizers.py   its Adadelta and SGD steps
+    golden_accumulate.py   accumulate_seed_net.safetensors: two steps of gradient accumulation
     golden_common.py       writing a file (safetensors_io.py has the format)
 """
 
@@ -31,6 +32,7 @@ import os
 import torch
 
 import golden_common
+from golden_accumulate import make_accumulate
 from golden_batchnorm import BN_VARIANTS, make_bn
 from golden_bn_variants import make_bn_variants
 from golden_layers import make_layers
@@ -51,6 +53,7 @@ def main():
     make_norms()
     make_bn_variants()
     make_seed_net()
+    make_accumulate()
 
 
 if __name__ == "__main__":
