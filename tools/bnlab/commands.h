@@ -16,5 +16,6 @@ void add_export_command(CLI::App& app);
 void add_summary_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_experiment_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace bnlab::cli
