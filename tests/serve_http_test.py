@@ -129,6 +129,8 @@ def main():
     status, short = s.request("/api/train", {"preset": "paper-mlp-bn", "lr": 0.5, "steps": 10, "path": "/tmp/not-this"})
     run = wait_state(s, short["id"], ("done", "failed"))
     check(run is not None and run["state"] == "done", f"a 10-step run finishes: {run}")
+    status, r = s.request("/api/look", {**stroke_one(), "source": "run"})
+    check(status == 200 and r["model"] == "run 2 (paper-mlp-bn)", f"a look through the latest run's weights: {r.get('model')}")
     status, saved = s.request(f"/api/runs/{short['id']}/save", {"path": "/tmp/not-this"})
     check(status == 200 and saved["weights"].startswith(saves + "/run-") and os.path.exists(saved["weights"]),
           f"save writes under --save-dir only: {saved}")
@@ -180,7 +182,13 @@ def main():
     time.sleep(4)
     _, runs = s.request("/api/runs")
     check(runs[-1]["state"] == "stopped", f"closing the stream lets it stop: {runs[-1]}")
-    s.stop()
+    stream = socket.create_connection((s.host, s.port))
+    stream.sendall(f"GET /api/events HTTP/1.1\r\nHost: {s.host}:{s.port}\r\n\r\n".encode())
+    time.sleep(0.5)
+    t0 = time.time()
+    code, _, err = s.stop()
+    check(code == 0 and time.time() - t0 < 5, f"Ctrl-C with an event stream open: exit {code} in {time.time() - t0:.1f} s ({err.strip()})")
+    stream.close()
 
     if failures:
         sys.exit(f"{len(failures)} failures")

@@ -159,15 +159,22 @@ function scale(lo, hi, a, b) {
   if (!(hi > lo)) { lo -= 1; hi += 1; }
   return (v) => a + (v - lo) / (hi - lo) * (b - a);
 }
+// A tick's label, short: 102000 -> 102k.
+function tick(v) {
+  const a = Math.abs(v);
+  if (a >= 1e6) return +(v / 1e6).toPrecision(3) + "M";
+  if (a >= 1e4) return +(v / 1e3).toPrecision(3) + "k";
+  return +v.toPrecision(3);
+}
 function axes(svg, xlo, xhi, ylo, yhi) {
   const W = svg.viewBox.baseVal.width, H = svg.viewBox.baseVal.height;
   svg.innerHTML = "";
   el("line", { x1: 30, y1: H - 14, x2: W - 4, y2: H - 14, class: "axis" }, svg);
   el("line", { x1: 30, y1: 4, x2: 30, y2: H - 14, class: "axis" }, svg);
-  el("text", { x: 27, y: 10, class: "tick", "text-anchor": "end" }, svg).textContent = +yhi.toPrecision(3);
-  el("text", { x: 27, y: H - 14, class: "tick", "text-anchor": "end" }, svg).textContent = +ylo.toPrecision(3);
-  el("text", { x: W - 4, y: H - 2, class: "tick", "text-anchor": "end" }, svg).textContent = +xhi.toPrecision(4);
-  el("text", { x: 30, y: H - 2, class: "tick" }, svg).textContent = +xlo.toPrecision(4);
+  el("text", { x: 27, y: 10, class: "tick", "text-anchor": "end" }, svg).textContent = tick(yhi);
+  el("text", { x: 27, y: H - 14, class: "tick", "text-anchor": "end" }, svg).textContent = tick(ylo);
+  el("text", { x: W - 4, y: H - 2, class: "tick", "text-anchor": "end" }, svg).textContent = tick(xhi);
+  el("text", { x: 30, y: H - 2, class: "tick" }, svg).textContent = tick(xlo);
   return [scale(xlo, xhi, 32, W - 6), scale(ylo, yhi, H - 16, 6)];
 }
 // series: [{color, points: [[x, y]...], dots: bool, run}]

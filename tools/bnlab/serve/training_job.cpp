@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "bnlab/error.h"
 #include "bnlab/loss.h"
@@ -147,7 +148,9 @@ void TrainingJob::run(Run* r, Network net) {
     const TrainResult result = train(net, source_, options, observer);
     if (result.interrupted) {
       state = "stopped";
-      message = idle.load() ? "no page listened for " + nlohmann::json(options_.idle_seconds).dump() + " s" : "by request";
+      char idle_words[64];
+      std::snprintf(idle_words, sizeof idle_words, "no page listened for %g s", options_.idle_seconds);
+      message = idle.load() ? idle_words : "by request";
     }
   } catch (const Error& e) {
     state = "failed";
