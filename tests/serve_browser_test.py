@@ -31,8 +31,11 @@ def check(ok, what):
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    window = os.environ.get("BNLAB_SERVE_WINDOW", "1280,1500")  # 1280,1060 made the README's screenshot
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={window}"):
+    # The README's screenshot: BNLAB_SERVE_WINDOW=1280,1500 BNLAB_SERVE_SCALE=0.7
+    window = os.environ.get("BNLAB_SERVE_WINDOW", "1280,1500")
+    scale = os.environ.get("BNLAB_SERVE_SCALE", "1")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={window}",
+                f"--force-device-scale-factor={scale}"):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
