@@ -130,6 +130,8 @@ TEST_F(Cli, BadFlagValuesAreOneLineErrors) {
       {"experiment depth --steps 0", "--steps: 0 is out of range: 1 to 10^12"},
       {"experiment depth --seeds 5000", "--seeds: 5000 is out of range: 1 to 1000"},
       {"predict --top 0 a.png", "--top: 0 is out of range: 1 to 1000"},
+      {"serve --port 70000", "--port: 70000 is out of range: 0 to 65535"},
+      {"serve --idle-stop 0", "--idle-stop: 0 is out of range: 0.1 to 86400"},
       {"summary --input 0x28x28", "summary: --input: expected CxHxW (or CxL, or C) with positive sizes, got '0x28x28'"},
       {"summary --input 1x100000x100000", "preset:seed:2:11: Conv2d: input: 1x100000x100000 is too large (more than 67108864 values)"},
       {"export --weights w.safetensors --out o.safetensors --input 1xx28", "--input: '1xx28' is not a shape like 1x28x28"},
@@ -210,7 +212,7 @@ std::set<std::string> flags_in(const std::string& text, const std::regex& patter
 TEST(Guide, DocumentsEveryFlagOfEveryCommandAndNoOther) {
   const std::string guide = read_file(BNLAB_GUIDE);
   ASSERT_FALSE(guide.empty()) << BNLAB_GUIDE;
-  for (const char* command : {"train", "eval", "recalibrate", "export", "summary", "predict", "experiment"}) {
+  for (const char* command : {"train", "eval", "recalibrate", "export", "summary", "predict", "experiment", "serve"}) {
     const CommandResult help = bnlab(std::string(command) + " --help");
     ASSERT_EQ(help.status, 0) << command;
     std::set<std::string> in_help = flags_in(help.out, std::regex(R"(\n\s+(?:-\w,)?(--[a-z0-9-]+))"));

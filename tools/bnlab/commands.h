@@ -17,5 +17,6 @@ void add_summary_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_experiment_command(CLI::App& app);
 void add_recalibrate_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace bnlab::cli

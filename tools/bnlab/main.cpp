@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   bnlab::cli::add_summary_command(app);
   bnlab::cli::add_predict_command(app);
   bnlab::cli::add_experiment_command(app);
+  bnlab::cli::add_serve_command(app);
   try {
     // The kernels would only warn about a bad value (they may first run inside a parallel
     // region); the command refuses it before any work.

@@ -1,0 +1,21 @@
+# hex_literal(<file> <out_var> <out_size>): the file's bytes as C string literals, every byte a
+# \x escape (so no byte can end the literal or form a trigraph), 32 bytes a line; and its size.
+# Included by embed_specs.cmake and embed_assets.cmake.
+function(hex_literal file out_var out_size)
+  file(READ "${file}" hex HEX)
+  string(LENGTH "${hex}" digits)
+  if(digits EQUAL 0)
+    message(FATAL_ERROR "${file} is empty")
+  endif()
+  set(body "")
+  foreach(start RANGE 0 "${digits}" 64)
+    if(start LESS digits)
+      string(SUBSTRING "${hex}" ${start} 64 chunk)
+      string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" chunk "${chunk}")
+      string(APPEND body "     \"${chunk}\"\n")
+    endif()
+  endforeach()
+  math(EXPR bytes "${digits} / 2")
+  set(${out_var} "${body}" PARENT_SCOPE)
+  set(${out_size} "${bytes}" PARENT_SCOPE)
+endfunction()
