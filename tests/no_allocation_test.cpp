@@ -58,9 +58,18 @@ TEST(NoAllocation, TrainingStepsAndInferenceAllocateNothing) {
       "Conv2d out_channels=32 kernel_size=3\nInstanceNorm2d affine=true track_running_stats=true\nReLU\n"
       "Conv2d out_channels=64 kernel_size=3\nInstanceNorm2d\nReLU\nMaxPool2d kernel_size=2\nFlatten\n"
       "Linear out_features=128\nReLU\nLinear out_features=10\nLogSoftmax\n";
-  for (const char* model : {"seed", "seed-bn-after-relu", "seed-nobn", "seed-groupnorm", "seed-layernorm", "instancenorm"}) {
+  // BatchNorm's variants: ghost batches (4 of the batch's 16), Batch Renormalization, frozen.
+  std::string variants = preset_text("seed");
+  variants.replace(variants.find("conv1_bn: BatchNorm2d") + 21, 0, " virtual_batch=4");
+  variants.replace(variants.find("conv2_bn: BatchNorm2d") + 21, 0, " renorm=true");
+  variants.replace(variants.find("fc1_bn:   BatchNorm1d") + 21, 0, " frozen=all");
+  for (const char* model :
+       {"seed", "seed-bn-after-relu", "seed-nobn", "seed-groupnorm", "seed-layernorm", "instancenorm", "bn-variants"}) {
     const std::string name = model;
-    Network net = build_network(name == "instancenorm" ? parse_spec(instancenorm, name) : load_spec(model), {1, 28, 28});
+    Network net = build_network(name == "instancenorm"  ? parse_spec(instancenorm, name)
+                                : name == "bn-variants" ? parse_spec(variants, name)
+                                                        : load_spec(model),
+                                {1, 28, 28});
     net.initialize(1);
     const int64_t batch = 16, eval_batch = 100;
     net.reserve(batch);
