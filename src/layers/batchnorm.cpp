@@ -52,7 +52,7 @@ class BatchNorm final : public BatchNormLayer {
   // only its parameters and buffers).
   // Ghost batches keep the statistics of every group of the batch for backward.
   void reserve(int64_t max_batch, int /*threads*/) override {
-    const int64_t groups = options_.virtual_batch ? std::max<int64_t>(1, (max_batch + options_.virtual_batch - 1) / options_.virtual_batch) : 1;
+    const int64_t groups = options_.virtual_batch ? std::max<int64_t>(1, ghost_groups(max_batch)) : 1;
     mean_.assign(groups * channels_, 0.0f);
     invstd_.assign(groups * channels_, 0.0f);
     var_sum_.assign(groups * channels_, 0.0f);
@@ -126,7 +126,7 @@ class BatchNorm final : public BatchNormLayer {
   // a multiple) is a BN of its own, its running-statistics update in order.
   void ghost_forward(float* y, const float* x, int64_t n, bool relu) {
     const int64_t vb = options_.virtual_batch, size = channels_ * spatial_;
-    groups_ = (n + vb - 1) / vb;
+    groups_ = ghost_groups(n);
     for (int64_t g = 0; g < groups_; ++g) {
       const int64_t rows = std::min(vb, n - g * vb);
       require_values(rows * spatial_, rows);
@@ -160,11 +160,16 @@ class BatchNorm final : public BatchNormLayer {
     }
   }
 
+  // Ghost batches in n samples, the last one possibly smaller (no overflow for any virtual_batch).
+  int64_t ghost_groups(int64_t n) const {
+    return n / options_.virtual_batch + (n % options_.virtual_batch != 0);
+  }
+
   // The paper's schedule: `initial` (r_max 1, d_max 0) for the warm-up, then linear to `target`.
   double renorm_limit(double initial, double target, int64_t step) const {
     const BatchRenormOptions& o = *options_.renorm;
     if (step < o.warmup) return initial;
-    if (step >= o.warmup + o.ramp) return target;
+    if (step - o.warmup >= o.ramp) return target;  // not warmup + ramp: both may be huge
     return initial + (target - initial) * static_cast<double>(step - o.warmup) / static_cast<double>(o.ramp);
   }
 
