@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,16 @@ struct Options {
   std::string data = "mnist";   // as bnlab train --data
   int64_t limit_train = 0, limit_test = 0;  // first N images only (0: all)
   bool fresh = false;           // forget earlier results in out_dir instead of resuming
+  // The experiment's own flags given on the command line, by name without "--" (flags()).
+  std::map<std::string, std::string> flags;
+};
+
+// A flag of one experiment only (`bnlab experiment batch-size --sizes 2,4,8`).
+struct FlagInfo {
+  std::string name;           // without "--"
+  std::string help;
+  std::string default_value;  // as it would be typed
+  bool changes_rows = true;   // false: it only adds or drops runs (earlier rows stay valid)
 };
 
 // One planned run: `index` counts from 1 to `total` over the experiment's plan.
@@ -57,6 +68,8 @@ struct Outputs {
 std::vector<std::string> names();
 // One line: what the experiment measures and its default budget.
 std::string describe(const std::string& name);
+// The own flags of an experiment (empty for most).
+std::vector<FlagInfo> flags(const std::string& name);
 
 // Throws Error for bad options, missing data or a missing gnuplot (checked before training).
 Outputs run(const Options& options, Observer& observer);

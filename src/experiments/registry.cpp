@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "bnlab/atomic_file.h"
@@ -46,6 +47,7 @@ std::string command_line(const Context& ctx) {
   if (o.data != "mnist") cmd += " --data " + o.data;
   if (o.limit_train > 0) cmd += " --limit-train " + std::to_string(o.limit_train);
   if (o.limit_test > 0) cmd += " --limit-test " + std::to_string(o.limit_test);
+  for (const auto& [flag, value] : o.flags) cmd += " --" + flag + " " + value;
   if (!o.out_dir.empty()) cmd += " --out " + o.out_dir;
   return cmd;
 }
@@ -69,6 +71,8 @@ std::string describe(const std::string& name) {
          std::to_string(e->default_seeds()) + (e->default_seeds() == 1 ? " seed)" : " seeds)");
 }
 
+std::vector<FlagInfo> flags(const std::string& name) { return find(name)->flags(); }
+
 Outputs run(const Options& options, Observer& observer) {
   const auto experiment = find(options.name);
   if (options.steps < 0 || options.seeds < 0 || options.eval_every < 0) fail("experiment", "options", "must not be negative");
@@ -76,6 +80,27 @@ Outputs run(const Options& options, Observer& observer) {
   ctx.options.steps = options.steps > 0 ? options.steps : experiment->default_steps();
   ctx.options.seeds = options.seeds > 0 ? options.seeds : experiment->default_seeds();
   ctx.options.eval_every = options.eval_every > 0 ? options.eval_every : experiment->default_eval_every(ctx.options.steps);
+  // Own flags: every declared one gets its value (given or default); any other is refused.
+  std::map<std::string, std::string> settings = {{"experiment", options.name},
+                                                 {"steps", std::to_string(ctx.options.steps)},
+                                                 {"eval_every", std::to_string(ctx.options.eval_every)},
+                                                 {"data", options.data},
+                                                 {"limit_train", std::to_string(options.limit_train)},
+                                                 {"limit_test", std::to_string(options.limit_test)}};
+  const std::vector<FlagInfo> own = experiment->flags();
+  ctx.options.flags.clear();
+  for (const FlagInfo& f : own) {
+    const auto given = options.flags.find(f.name);
+    ctx.options.flags[f.name] = given == options.flags.end() ? f.default_value : given->second;
+    if (f.changes_rows) settings["flag " + f.name] = ctx.options.flags[f.name];
+  }
+  for (const auto& [flag, value] : options.flags) {
+    if (ctx.options.flags.count(flag)) continue;
+    std::string known;
+    for (const FlagInfo& f : own) known += (known.empty() ? "" : ", ") + ("--" + f.name);
+    fail("experiment", "--" + flag, "not a flag of experiment " + options.name +
+                                         (known.empty() ? " (it has none of its own)" : " (its own: " + known + ")"));
+  }
   require_gnuplot();  // before hours of training, not after
 
   std::error_code ec;
@@ -88,12 +113,7 @@ Outputs run(const Options& options, Observer& observer) {
     fs::remove(fs::path(ctx.out_dir) / "settings.txt");
   }
   // What changes the meaning of the rows; seeds only add or drop runs, threads only the last bits.
-  check_settings(ctx.out_dir, {{"experiment", options.name},
-                               {"steps", std::to_string(ctx.options.steps)},
-                               {"eval_every", std::to_string(ctx.options.eval_every)},
-                               {"data", options.data},
-                               {"limit_train", std::to_string(options.limit_train)},
-                               {"limit_test", std::to_string(options.limit_test)}});
+  check_settings(ctx.out_dir, settings);
   ResultsFile results(out.csv, experiment->columns());
 
   observer.on_start("loading " + options.data);

@@ -30,9 +30,17 @@ struct PlannedRun {
 };
 
 struct Context {
-  Options options;  // steps, seeds and eval_every resolved
+  Options options;  // steps, seeds and eval_every resolved; options.flags holds every own flag, given or default
   std::string out_dir;
   const DataSource* data = nullptr;  // limited as asked
+
+  // An own flag's value (given or default); an Error for a name the experiment does not declare.
+  const std::string& flag(const std::string& name) const;
+  // The flag as a comma-separated list of integers (or one number) in [lo, hi]; a one-line Error
+  // naming the flag otherwise.
+  std::vector<int64_t> flag_integers(const std::string& name, int64_t lo, int64_t hi) const;
+  std::vector<double> flag_numbers(const std::string& name, double lo, double hi) const;
+  double flag_number(const std::string& name, double lo, double hi) const;
 };
 
 // Markdown of the report and the figures it drew (render() in plot.h).
@@ -49,6 +57,7 @@ class Experiment {
   virtual int64_t default_steps() const = 0;
   virtual int64_t default_seeds() const { return 1; }
   virtual int64_t default_eval_every(int64_t steps) const { return std::max<int64_t>(1, steps / 20); }
+  virtual std::vector<FlagInfo> flags() const { return {}; }
   virtual std::vector<std::string> columns() const = 0;
   virtual std::vector<PlannedRun> plan(const Context& ctx) const = 0;
   // From the rows of the planned runs (this session's and earlier ones'): figures and Markdown.

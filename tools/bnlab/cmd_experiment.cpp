@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 
 #include "bnlab/threads.h"
@@ -18,6 +19,8 @@ namespace {
 struct ExperimentFlags {
   experiments::Options options;
   int threads = 0;
+  std::map<std::string, std::string> own;  // every experiment's own flags, by name
+  std::map<std::string, CLI::Option*> own_options;
 };
 
 class ConsoleObserver final : public experiments::Observer {
@@ -84,7 +87,20 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_option("--limit-train", flags->options.limit_train, "Use only the first N training images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   cmd->add_option("--limit-test", flags->options.limit_test, "Use only the first N test images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   cmd->add_flag("--fresh", flags->options.fresh, "Discard earlier results in --out instead of resuming");
-  cmd->callback([flags] { run_experiment(*flags); });
+  // The experiments' own flags, registered once by name (the run refuses one its experiment lacks).
+  for (const std::string& n : experiments::names()) {
+    for (const experiments::FlagInfo& f : experiments::flags(n)) {
+      if (flags->own_options.count(f.name)) continue;
+      flags->own_options[f.name] =
+          cmd->add_option("--" + f.name, flags->own[f.name], n + ": " + f.help + " (default: " + f.default_value + ")")
+              ->group("Own flags of one experiment");
+    }
+  }
+  cmd->callback([flags] {
+    for (const auto& [name, option] : flags->own_options)
+      if (option->count() > 0) flags->options.flags[name] = flags->own[name];
+    run_experiment(*flags);
+  });
 }
 
 }  // namespace bnlab::cli
