@@ -164,15 +164,76 @@ TEST_F(ExperimentCli, PaperFig1RecordsPercentiles) {
 }
 
 TEST_F(ExperimentCli, DepthTrainsEveryVariantAndMeasuresGradients) {
-  const auto csv = run_and_check("depth", "--steps 2 --eval-every 2", "run,variant,depth,lr,seed,step,layer,metric,value", {"depth"});
+  // Two small depths keep the test short (under the sanitizers too); the default is 10,20,50,110.
+  const auto csv = run_and_check("depth", "--steps 2 --eval-every 2 --depths 4,12",
+                                 "run,variant,depth,lr,seed,step,layer,metric,value", {"depth"});
   int grads = 0;
   for (const std::string& line : csv) grads += line.find(",grad_norm,") != std::string::npos;
-  EXPECT_EQ(grads, 3 * (10 + 20 + 50 + 110));  // one per Linear layer of every variant and depth
+  EXPECT_EQ(grads, 3 * (4 + 12));  // one per Linear layer of every variant and depth
+  const std::string report = read_file(dir_ / "report.md");
+  EXPECT_NE(report.find("--depths 4,12"), std::string::npos) << "the report's command omits the flag";
+}
+
+TEST_F(ExperimentCli, OwnFlagsAreCheckedAndBelongToTheirExperiment) {
+  const CommandResult odd = bnlab(std::string("experiment depth ") + kTiny + " --steps 1 --depths 4,5 --out " + dir_.string());
+  EXPECT_EQ(odd.status, 2) << odd.out;
+  EXPECT_NE(odd.out.find("--depths"), std::string::npos) << odd.out;
+  EXPECT_NE(odd.out.find("even"), std::string::npos) << odd.out;
+  const CommandResult junk = bnlab(std::string("experiment depth ") + kTiny + " --steps 1 --depths 4,x --out " + dir_.string());
+  EXPECT_EQ(junk.status, 2) << junk.out;
+  EXPECT_NE(junk.out.find("'4,x' is not a comma-separated list of integers"), std::string::npos) << junk.out;
+  const CommandResult huge = bnlab(std::string("experiment depth ") + kTiny + " --steps 1 --depths 100000 --out " + dir_.string());
+  EXPECT_EQ(huge.status, 2) << huge.out;
+  EXPECT_NE(huge.out.find("outside 2 to 1000"), std::string::npos) << huge.out;
+  const CommandResult foreign = bnlab(std::string("experiment placement ") + kTiny + " --steps 1 --depths 4 --out " + dir_.string());
+  EXPECT_EQ(foreign.status, 2) << foreign.out;
+  EXPECT_NE(foreign.out.find("--depths: not a flag of experiment placement"), std::string::npos) << foreign.out;
+  EXPECT_FALSE(fs::exists(dir_)) << "a refused flag wrote into --out nevertheless";
 }
 
 TEST_F(ExperimentCli, ActivationsRecordsEveryReluInput) {
   const auto csv = run_and_check("activations", "", "run,model,seed,step,relu,point,layer,mean,std", {"activations"});
   EXPECT_EQ(csv.size(), 1u + 3 * (3 + 6));  // steps 1..3: 3 ReLU inputs without BN; 3 + 3 BN inputs with
+}
+
+// The value of `metric` in the run `run` (rows: run,norm,order,seed,step,metric,value).
+double metric_of(const std::vector<std::string>& csv, const std::string& run, const std::string& metric) {
+  for (const std::string& line : csv)
+    if (line.rfind(run + ",", 0) == 0 && line.find("," + metric + ",") != std::string::npos)
+      return std::stod(line.substr(line.rfind(',') + 1));
+  ADD_FAILURE() << "no " << metric << " for " << run;
+  return -1;
+}
+
+TEST_F(ExperimentCli, BatchCompositionSeparatesBatchStatisticsFromTheWeights) {
+  const auto csv = run_and_check("batch-composition", "--steps 3 --probe-images 4 --mate-sets 3",
+                                 "run,norm,order,seed,step,metric,value", {"batch-composition"});
+  // 6 runs x (4 curve points x 2 metrics + 3 test accuracies + 6 batch-mate measures).
+  EXPECT_EQ(csv.size(), 1u + 6 * (8 + 3 + 6));
+  for (const char* order : {"shuffled", "class-sorted"}) {
+    const std::string gn = std::string("gn/") + order + "/s1";
+    // GroupNorm has no batch statistics: the same accuracy however the test batches are made,
+    // and one image's output bitwise the same whatever its batch mates.
+    const double running = metric_of(csv, gn, "acc_running_stats");
+    EXPECT_EQ(metric_of(csv, gn, "acc_batch_stats_shuffled"), running) << order;
+    EXPECT_EQ(metric_of(csv, gn, "acc_batch_stats_single_class"), running) << order;
+    EXPECT_EQ(metric_of(csv, gn, "mates_max_change"), 0.0) << order;
+    EXPECT_GT(metric_of(csv, std::string("bn/") + order + "/s1", "mates_max_change"), 0.0) << order;
+  }
+  const std::string report = read_file(dir_ / "report.md");
+  EXPECT_NE(report.find("## Verdict"), std::string::npos);
+  EXPECT_NE(report.find("--probe-images 4"), std::string::npos);
+}
+
+TEST_F(ExperimentCli, BatchCompositionRefusesBadProbeFlags) {
+  for (const char* bad : {"--probe-images 0", "--probe-images 101", "--mate-sets 1", "--mate-sets two"}) {
+    const CommandResult r = bnlab(std::string("experiment batch-composition ") + kTiny + " --steps 1 " + bad + " --out " + dir_.string());
+    EXPECT_EQ(r.status, 2) << bad << ": " << r.out;
+    const std::string flag = std::string(bad).substr(0, std::string(bad).find(' '));
+    EXPECT_NE(r.out.find("bnlab: experiment: " + flag + ": "), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("internal error"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(dir_)) << bad << " wrote into --out nevertheless";
+  }
 }
 
 TEST_F(ExperimentCli, RerunSkipsFinishedRunsAndRefusesAnotherBudget) {
@@ -192,7 +253,7 @@ TEST_F(ExperimentCli, RerunSkipsFinishedRunsAndRefusesAnotherBudget) {
 
 TEST_F(ExperimentCli, InterruptedExperimentKeepsFinishedRuns) {
   const std::string log = (dir_.string() + ".log");
-  const std::string args = std::string("experiment placement ") + kTiny + " --steps 40 --eval-every 20 --out " + dir_.string();
+  const std::string args = std::string("experiment placement ") + kTiny + " --steps 20 --eval-every 10 --out " + dir_.string();
   const pid_t pid = fork();
   if (pid == 0) {
     const std::string command = "exec " + std::string(BNLAB_BINARY) + " " + args + " > " + log + " 2>&1";
@@ -212,7 +273,7 @@ TEST_F(ExperimentCli, InterruptedExperimentKeepsFinishedRuns) {
   }
   ASSERT_TRUE(fs::exists(dir_ / "results.csv")) << read_file(log);
   const auto kept = lines_of(read_file(dir_ / "results.csv"));
-  ASSERT_GE(kept.size(), 1u + 4);  // at least one whole run: steps 0, 20, 40 and the final row
+  ASSERT_GE(kept.size(), 1u + 4);  // at least one whole run: steps 0, 10, 20 and the final row
   EXPECT_EQ((kept.size() - 1) % 4, 0u) << "a run was written in part";
 
   const CommandResult rerun = bnlab(args);

@@ -76,7 +76,7 @@ class Resume : public ::testing::Test {
     return path(name);
   }
 
-  static constexpr const char* kRun = "train --limit-train 3200 --limit-test 300 --epochs 2 --log-interval 5 --threads 2";
+  static constexpr const char* kRun = "train --limit-train 1920 --limit-test 300 --epochs 2 --log-interval 5 --threads 2";
   fs::path dir_;
 };
 

@@ -1,11 +1,13 @@
 // depth: does BN make very deep networks trainable? Fully connected ReLU networks of width 64 on
-// MNIST (compute is 2 cores: no conv nets here) with 10, 20, 50 and 110 Linear layers: plain,
+// MNIST (compute is 2 cores: no conv nets here) with 10, 20, 50 and 110 Linear layers (--depths): plain,
 // plain with BN before each ReLU, and residual with BN (nets.h), all with PyTorch's default
 // initialization from the same seed, SGD with momentum 0.9 over a small learning-rate grid, a
 // fixed budget of steps. Also the gradient norm of every Linear weight at initialization.
+#include <algorithm>
 #include <cmath>
 #include <map>
 
+#include "bnlab/error.h"
 #include "experiments/loop.h"
 #include "experiments/nets.h"
 #include "experiments/plot.h"
@@ -17,11 +19,19 @@
 namespace bnlab::experiments {
 namespace {
 
-constexpr int64_t kDepths[] = {10, 20, 50, 110};
+constexpr const char* kDefaultDepths = "10,20,50,110";
 constexpr double kLrs[] = {0.001, 0.003, 0.01, 0.03, 0.1};
 constexpr DepthVariant kVariants[] = {DepthVariant::Plain, DepthVariant::PlainBN, DepthVariant::ResidualBN};
 constexpr int64_t kWidth = 64;
 constexpr int64_t kGradBatch = 256;  // training images for the gradient at initialization
+
+// The --depths flag: even depths (a residual net's blocks take two Linear layers each).
+std::vector<int64_t> depths_of(const Context& ctx) {
+  const std::vector<int64_t> depths = ctx.flag_integers("depths", 2, 1000);
+  for (int64_t d : depths)
+    if (d % 2 != 0) fail("experiment", "--depths", "has " + std::to_string(d) + ": depths must be even");
+  return depths;
+}
 
 std::string grad_key(DepthVariant v, int64_t depth) { return "grad/" + std::string(variant_name(v)) + "/d" + std::to_string(depth); }
 std::string train_key(DepthVariant v, int64_t depth, double lr, int64_t seed) {
@@ -49,13 +59,16 @@ class Depth final : public Experiment {
   }
   int64_t default_steps() const override { return 1000; }
   int64_t default_eval_every(int64_t steps) const override { return std::max<int64_t>(1, steps / 10); }
+  std::vector<FlagInfo> flags() const override {
+    return {{"depths", "Linear layers per network, even, comma-separated", kDefaultDepths, false}};
+  }
   std::vector<std::string> columns() const override {
     return {"run", "variant", "depth", "lr", "seed", "step", "layer", "metric", "value"};
   }
 
   std::vector<PlannedRun> plan(const Context& ctx) const override {
     std::vector<PlannedRun> runs;
-    for (int64_t depth : kDepths) {
+    for (int64_t depth : depths_of(ctx)) {
       for (DepthVariant v : kVariants) {
         runs.push_back({grad_key(v, depth), [&ctx, v, depth](const ProgressFn&) { return gradients(ctx, v, depth); }});
         for (double lr : kLrs)
@@ -120,7 +133,10 @@ class Depth final : public Experiment {
     Panel acc{.title = "(a) test accuracy after " + std::to_string(ctx.options.steps) + " steps (best learning rate)",
               .xlabel = "depth (Linear layers)", .ylabel = "test accuracy (%)", .logx = true, .xmin = 8, .xmax = 140,
               .ymin = 0, .ymax = 100, .key = "bottom left"};
-    for (int64_t d : kDepths) acc.xtics.push_back({static_cast<double>(d), std::to_string(d)});
+    const std::vector<int64_t> depths = depths_of(ctx);
+    acc.xmin = 0.8 * static_cast<double>(*std::min_element(depths.begin(), depths.end()));
+    acc.xmax = 1.27 * static_cast<double>(*std::max_element(depths.begin(), depths.end()));
+    for (int64_t d : depths) acc.xtics.push_back({static_cast<double>(d), std::to_string(d)});
     std::vector<std::vector<std::string>> table;
     for (size_t vi = 0; vi < std::size(kVariants); ++vi) {
       const DepthVariant v = kVariants[vi];
@@ -128,8 +144,8 @@ class Depth final : public Experiment {
       Panel grads{.title = std::string("(") + char('b' + vi) + ") gradient norm at initialization: " + variant_name(v),
                   .xlabel = "Linear layer (1 = input side)", .ylabel = "||dL/dW|| (Frobenius)", .logy = true,
                   .key = "top right"};
-      for (size_t di = 0; di < std::size(kDepths); ++di) {
-        const int64_t depth = kDepths[di];
+      for (size_t di = 0; di < depths.size(); ++di) {
+        const int64_t depth = depths[di];
         Series g{.title = std::to_string(depth) + " layers", .color = static_cast<int>(di) + 1};
         for (const Row* r : t.where("run", grad_key(v, depth))) {
           g.x.push_back(t.number(*r, "layer"));

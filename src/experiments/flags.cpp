@@ -69,4 +69,10 @@ double Context::flag_number(const std::string& name, double lo, double hi) const
   return v[0];
 }
 
+int64_t Context::flag_integer(const std::string& name, int64_t lo, int64_t hi) const {
+  const std::vector<int64_t> v = flag_integers(name, lo, hi);
+  if (v.size() != 1) bad(name, flag(name), "must be one integer");
+  return v[0];
+}
+
 }  // namespace bnlab::experiments

@@ -75,7 +75,14 @@ LoopResult train_steps(Network& net, const DataSource& data, const LoopOptions& 
 
   for (int64_t step = 1; step <= options.steps; ++step) {
     const int64_t epoch = (step - 1) / batches_per_epoch, b = (step - 1) % batches_per_epoch;
-    if (b == 0) shuffle_epoch(order, options.seed, epoch);
+    if (b == 0) {
+      if (options.epoch_order) {
+        options.epoch_order(order, epoch);
+        if (static_cast<int64_t>(order.size()) != set.count) fail("experiment", "epoch_order", "not one entry per sample");
+      } else {
+        shuffle_epoch(order, options.seed, epoch);
+      }
+    }
     const StepResult r = train_step.run(order.data() + b * batch, batch, step, options.optimizer.lr, false,
                                         [&](int64_t n) { if (hooks.after_backward) hooks.after_backward(step, n); });
     const double loss = r.loss;

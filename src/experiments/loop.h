@@ -28,6 +28,9 @@ struct LoopOptions {
   int64_t eval_batch = 1000;
   bool final_full_test = true;        // after the last step, evaluate the whole test set too
   Fusion fusion = Fusion::Full;       // None: every layer's own output for the hooks (activations)
+  // The order of the training samples in `epoch` (the vector has one entry per sample); empty:
+  // the trainer's shuffle (shuffle_epoch from the seed).
+  std::function<void(std::vector<int64_t>& order, int64_t epoch)> epoch_order{};
 };
 
 // One point of a run's curve; NaN marks what was not measured at that point.

@@ -1,5 +1,5 @@
-// The driver of `bnlab experiment`: resolves the options, checks gnuplot and the settings of
-// earlier results before any training, runs the planned runs that are not on disk yet (each
+// The driver of `bnlab experiment`: resolves the options, checks gnuplot, the own flags' values
+// (in the plan) and the settings of earlier results before any training, runs the planned runs that are not on disk yet (each
 // run's rows saved as soon as it finishes), then draws the figures and writes the report from
 // the rows on disk, so a resumed experiment reports exactly as an uninterrupted one.
 #include <chrono>
@@ -27,6 +27,7 @@ std::vector<std::unique_ptr<Experiment>> all() {
   list.push_back(make_paper_fig1());
   list.push_back(make_depth());
   list.push_back(make_activations());
+  list.push_back(make_batch_composition());
   return list;
 }
 
@@ -103,6 +104,14 @@ Outputs run(const Options& options, Observer& observer) {
   }
   require_gnuplot();  // before hours of training, not after
 
+  // The data, then the plan, which checks the own flags' values: a bad one leaves --out as it was.
+  observer.on_start("loading " + options.data);
+  DataSource data = load_data(options.data);
+  limit_samples(data.train, options.limit_train);
+  limit_samples(data.test, options.limit_test);
+  ctx.data = &data;
+  const std::vector<PlannedRun> plan = experiment->plan(ctx);
+
   std::error_code ec;
   fs::create_directories(ctx.out_dir, ec);
   if (ec) fail(ctx.out_dir, "--out", "cannot create the directory: " + ec.message());
@@ -116,13 +125,6 @@ Outputs run(const Options& options, Observer& observer) {
   check_settings(ctx.out_dir, settings);
   ResultsFile results(out.csv, experiment->columns());
 
-  observer.on_start("loading " + options.data);
-  DataSource data = load_data(options.data);
-  limit_samples(data.train, options.limit_train);
-  limit_samples(data.test, options.limit_test);
-  ctx.data = &data;
-
-  const std::vector<PlannedRun> plan = experiment->plan(ctx);
   std::set<std::string> keys;
   out.runs = static_cast<int64_t>(plan.size());
   for (size_t i = 0; i < plan.size(); ++i) {

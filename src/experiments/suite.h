@@ -41,6 +41,7 @@ struct Context {
   std::vector<int64_t> flag_integers(const std::string& name, int64_t lo, int64_t hi) const;
   std::vector<double> flag_numbers(const std::string& name, double lo, double hi) const;
   double flag_number(const std::string& name, double lo, double hi) const;
+  int64_t flag_integer(const std::string& name, int64_t lo, int64_t hi) const;
 };
 
 // Markdown of the report and the figures it drew (render() in plot.h).
@@ -74,5 +75,6 @@ std::unique_ptr<Experiment> make_placement();
 std::unique_ptr<Experiment> make_paper_fig1();
 std::unique_ptr<Experiment> make_depth();
 std::unique_ptr<Experiment> make_activations();
+std::unique_ptr<Experiment> make_batch_composition();
 
 }  // namespace bnlab::experiments

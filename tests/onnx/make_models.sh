@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fixture of the ONNX tests (onnx_tests.cmake): each network trained for a few steps on MNIST,
-# what `bnlab eval` outputs for the 10,000 test images (NAME.out.safetensors, with --fold-bn for
+# what `bnlab eval` outputs for the 10,000 test images (BNLAB_ONNX_IMAGES) (NAME.out.safetensors, with --fold-bn for
 # the folded ones), and its ONNX export (NAME.onnx); the seed also folded (seed_fold) and with the
 # normalization in the graph (seed_pre); every preset exported once more for the checker.
 # Usage: make_models.sh BNLAB_BINARY WORK_DIR
@@ -14,8 +14,12 @@ mkdir -p "$work/presets"
 train() {  # NAME MODEL: 40 steps of batch 64, enough for running statistics far from their start
   "$bnlab" train --model "$2" --max-steps 40 --limit-test 100 --threads 2 --seed 3 --save "$work/$1.safetensors" >/dev/null
 }
+# The outputs of the first BNLAB_ONNX_IMAGES test images (default all 10,000; scripts/test-sanitizers
+# asks for fewer: the sanitizers look for memory errors, which a thousand images find as well).
+images=${BNLAB_ONNX_IMAGES:-10000}
 eval_outputs() {  # NAME MODEL OUT [--fold-bn]
-  "$bnlab" eval --model "$2" --weights "$work/$1.safetensors" --threads 2 --outputs "$work/$3.out.safetensors" "${@:4}" >/dev/null
+  "$bnlab" eval --model "$2" --weights "$work/$1.safetensors" --threads 2 --limit-test "$images" \
+    --outputs "$work/$3.out.safetensors" "${@:4}" >/dev/null
 }
 export_onnx() {  # NAME MODEL OUT [flags]
   "$bnlab" export --format onnx --model "$2" --weights "$work/$1.safetensors" --out "$work/$3.onnx" "${@:4}" >/dev/null

@@ -1,5 +1,5 @@
 // Runs an ONNX model in OpenCV's DNN module (Debian's libopencv-dnn-dev, cv::dnn::readNetFromONNX)
-// on MNIST's 10,000 test images and compares its log-probabilities with a reference:
+// on MNIST's 10,000 test images (or the first N the reference has) and compares its log-probabilities with a reference:
 //   --expect OUT.safetensors   what `bnlab eval --outputs` wrote for the same network, or
 //   --against OTHER.onnx       another model run here the same way (PyTorch's own export).
 // Passes (exit 0) when every prediction agrees and every |difference| <= --tolerance; prints the
@@ -75,14 +75,26 @@ int main(int argc, char** argv) {
   }
   try {
     cv::setNumThreads(2);
-    const bnlab::DataSource data = bnlab::load_data("mnist");
+    bnlab::DataSource data = bnlab::load_data("mnist");
+    bnlab::SafetensorsFile file;
+    if (!expect.empty()) {
+      // The reference covers the first N test images (all 10,000 but under the sanitizers).
+      file = bnlab::read_safetensors(expect);
+      const auto output = file.entries.find("output");
+      if (output == file.entries.end() || output->second.shape.size() != 2 || output->second.shape[0] < 1 ||
+          output->second.shape[0] > data.test.count) {
+        std::fprintf(stderr, "FAIL: %s has no output tensor of (N <= %lld, classes)\n", expect.c_str(),
+                     static_cast<long long>(data.test.count));
+        return 1;
+      }
+      bnlab::limit_samples(data.test, output->second.shape[0]);
+    }
     int64_t classes = 0, reference_classes = 0;
     const std::vector<float> ours = run_opencv(model, data, raw, classes);
     std::vector<float> reference;
     if (!against.empty()) {
       reference = run_opencv(against, data, raw, reference_classes);
     } else {
-      const bnlab::SafetensorsFile file = bnlab::read_safetensors(expect);
       const float* v = file.f32("output", {data.test.count, classes});
       reference.assign(v, v + data.test.count * classes);
       reference_classes = classes;

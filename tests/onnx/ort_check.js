@@ -1,5 +1,5 @@
 // Runs an ONNX model in ONNX Runtime (the npm package onnxruntime-node, pinned in package.json,
-// installed into tests/onnx/node_modules by scripts/setup) on MNIST's 10,000 test images and
+// installed into tests/onnx/node_modules by scripts/setup) on MNIST's 10,000 test images (or the first N the reference has) and
 // compares its log-probabilities with what `bnlab eval --outputs` wrote: every prediction must
 // agree and every |difference| be <= the tolerance. Input normalized as bnlab's gather_batch does,
 // in float32; --raw-pixels feeds pixels on [0, 1] (a model exported --with-preprocessing).
@@ -64,11 +64,13 @@ async function main() {
   }
   if (!model || !expect) throw new Error('usage: ort_check.js MODEL.onnx --expect OUT.safetensors [--raw-pixels]');
   const images = readIdx(path.join(mnistDir(), 't10k-images-idx3-ubyte'));
-  const [count, rows, cols] = images.dims;
+  const [available, rows, cols] = images.dims;
   const pixels = rows * cols;
   const reference = readSafetensorsF32(expect, 'output');
   const classes = reference.shape[1];
-  if (reference.shape[0] !== count) throw new Error(expect + ': ' + reference.shape[0] + ' outputs, not ' + count);
+  // The reference covers the first N test images (all 10,000 but under the sanitizers).
+  const count = reference.shape[0];
+  if (!(count >= 1 && count <= available)) throw new Error(expect + ': ' + count + ' outputs, not 1 to ' + available);
 
   const session = await ort.InferenceSession.create(model, {intraOpNumThreads: 2, interOpNumThreads: 1});
   let maxDiff = 0, beyond = 0, disagree = 0;
