@@ -134,6 +134,16 @@ class ExperimentCli : public ::testing::Test {
     return csv;
   }
 
+  // `bad` ("--flag value") is a one-line error naming the flag, exit 2, and nothing in --out.
+  void expect_flag_refused(const std::string& experiment, const std::string& bad) {
+    const CommandResult r = bnlab("experiment " + experiment + " " + kTiny + " --steps 1 " + bad + " --out " + dir_.string());
+    EXPECT_EQ(r.status, 2) << bad << ": " << r.out;
+    const std::string flag = bad.substr(0, bad.find(' '));
+    EXPECT_NE(r.out.find("bnlab: experiment: " + flag + ": "), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("internal error"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(dir_)) << bad << " wrote into --out nevertheless";
+  }
+
   static constexpr const char* kTiny = "--seeds 1 --limit-train 256 --limit-test 100 --threads 2";
   fs::path dir_;
 };
@@ -226,14 +236,30 @@ TEST_F(ExperimentCli, BatchCompositionSeparatesBatchStatisticsFromTheWeights) {
 }
 
 TEST_F(ExperimentCli, BatchCompositionRefusesBadProbeFlags) {
-  for (const char* bad : {"--probe-images 0", "--probe-images 101", "--mate-sets 1", "--mate-sets two"}) {
-    const CommandResult r = bnlab(std::string("experiment batch-composition ") + kTiny + " --steps 1 " + bad + " --out " + dir_.string());
-    EXPECT_EQ(r.status, 2) << bad << ": " << r.out;
-    const std::string flag = std::string(bad).substr(0, std::string(bad).find(' '));
-    EXPECT_NE(r.out.find("bnlab: experiment: " + flag + ": "), std::string::npos) << r.out;
-    EXPECT_EQ(r.out.find("internal error"), std::string::npos) << r.out;
-    EXPECT_FALSE(fs::exists(dir_)) << bad << " wrote into --out nevertheless";
+  for (const char* bad : {"--probe-images 0", "--probe-images 101", "--mate-sets 1", "--mate-sets two"})
+    expect_flag_refused("batch-composition", bad);
+}
+
+TEST_F(ExperimentCli, RobustnessAttacksEveryModelAndFgsmRaisesTheLoss) {
+  const auto csv = run_and_check("robustness", "--steps 3 --test-images 50 --noise 0.3,0.6 --eps 0.01,0.2",
+                                 "run,model,seed,attack,strength,accuracy,loss", {"robustness"});
+  ASSERT_EQ(csv.size(), 1u + 2 * (1 + 2 + 2));  // 2 models x (clean + 2 noise levels + 2 FGSM steps)
+  for (const char* model : {"seed/s1", "seed-nobn/s1"}) {
+    double clean = -1, fgsm = -1;
+    for (const std::string& line : csv) {
+      if (line.rfind(std::string(model) + ",", 0) != 0) continue;
+      const double loss = std::stod(line.substr(line.rfind(',') + 1));
+      if (line.find(",clean,0,") != std::string::npos) clean = loss;
+      if (line.find(",fgsm,0.01,") != std::string::npos) fgsm = loss;
+    }
+    // A small step along the sign of the input gradient raises the loss (to first order by eps
+    // times the gradient's L1 norm): a wrong sign or a gradient of another mode would lower it.
+    EXPECT_GT(fgsm, clean) << model;
   }
+}
+
+TEST_F(ExperimentCli, RobustnessRefusesBadStrengths) {
+  for (const char* bad : {"--eps 0", "--eps 0.1,x", "--noise -1", "--test-images 101"}) expect_flag_refused("robustness", bad);
 }
 
 TEST_F(ExperimentCli, RerunSkipsFinishedRunsAndRefusesAnotherBudget) {

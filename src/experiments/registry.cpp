@@ -28,6 +28,7 @@ std::vector<std::unique_ptr<Experiment>> all() {
   list.push_back(make_depth());
   list.push_back(make_activations());
   list.push_back(make_batch_composition());
+  list.push_back(make_robustness());
   return list;
 }
 

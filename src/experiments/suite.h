@@ -76,5 +76,6 @@ std::unique_ptr<Experiment> make_paper_fig1();
 std::unique_ptr<Experiment> make_depth();
 std::unique_ptr<Experiment> make_activations();
 std::unique_ptr<Experiment> make_batch_composition();
+std::unique_ptr<Experiment> make_robustness();
 
 }  // namespace bnlab::experiments
