@@ -136,12 +136,14 @@ class ExperimentCli : public ::testing::Test {
 
   // `bad` ("--flag value") is a one-line error naming the flag, exit 2, and nothing in --out.
   void expect_flag_refused(const std::string& experiment, const std::string& bad) {
-    const CommandResult r = bnlab("experiment " + experiment + " " + kTiny + " --steps 1 " + bad + " --out " + dir_.string());
+    const fs::path out = dir_.string() + "_refused";
+    const CommandResult r = bnlab("experiment " + experiment + " " + kTiny + " --steps 1 " + bad + " --out " + out.string());
     EXPECT_EQ(r.status, 2) << bad << ": " << r.out;
     const std::string flag = bad.substr(0, bad.find(' '));
     EXPECT_NE(r.out.find("bnlab: experiment: " + flag + ": "), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("internal error"), std::string::npos) << r.out;
-    EXPECT_FALSE(fs::exists(dir_)) << bad << " wrote into --out nevertheless";
+    EXPECT_FALSE(fs::exists(out)) << bad << " wrote into --out nevertheless";
+    fs::remove_all(out);
   }
 
   static constexpr const char* kTiny = "--seeds 1 --limit-train 256 --limit-test 100 --threads 2";
@@ -260,6 +262,43 @@ TEST_F(ExperimentCli, RobustnessAttacksEveryModelAndFgsmRaisesTheLoss) {
 
 TEST_F(ExperimentCli, RobustnessRefusesBadStrengths) {
   for (const char* bad : {"--eps 0", "--eps 0.1,x", "--noise -1", "--test-images 101"}) expect_flag_refused("robustness", bad);
+}
+
+// The rows of the landscape runs that training alone determines (curves and final accuracies).
+std::vector<std::string> training_rows(const std::vector<std::string>& csv) {
+  std::vector<std::string> rows;
+  for (const std::string& line : csv)
+    if (line.rfind("landscape/", 0) == 0 && (line.find(",train_loss,") != std::string::npos ||
+                                             line.find(",test_accuracy,") != std::string::npos ||
+                                             line.find(",final_accuracy,") != std::string::npos))
+      rows.push_back(line);
+  return rows;
+}
+
+TEST_F(ExperimentCli, SmoothnessProbesLeaveTrainingUntouched) {
+  const auto csv = run_and_check("smoothness", "--steps 4 --eval-every 2 --probe-every 2 --etas 0.1,0.4",
+                                 "run,model,part,seed,step,metric,value", {"smoothness-noise", "smoothness-landscape"});
+  int probes = 0;
+  for (const std::string& line : csv) {
+    if (line.find(",beta,") == std::string::npos) continue;
+    ++probes;
+    EXPECT_GT(std::stod(line.substr(line.rfind(',') + 1)), 0.0) << line;
+  }
+  EXPECT_EQ(probes, 2 * 3);  // BN and no BN, at steps 1, 2 and 4
+  for (const char* model : {"noise/seed/s1", "noise/noisy-bn/s1", "noise/seed-nobn/s1"})
+    EXPECT_NE(std::find_if(csv.begin(), csv.end(), [&](const std::string& l) { return l.rfind(std::string(model) + ",", 0) == 0; }),
+              csv.end()) << model;
+  // The same runs without probes: the same training, bit for bit.
+  const fs::path plain = dir_.string() + "_plain";
+  const CommandResult r = bnlab(std::string("experiment smoothness ") + kTiny +
+                                " --steps 4 --eval-every 2 --probe-every 0 --etas 0.1,0.4 --out " + plain.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto without = lines_of(read_file(plain / "results.csv"));
+  fs::remove_all(plain);
+  EXPECT_FALSE(training_rows(csv).empty());
+  EXPECT_EQ(training_rows(csv), training_rows(without));
+  expect_flag_refused("smoothness", "--etas 0");
+  expect_flag_refused("smoothness", "--lr x");
 }
 
 TEST_F(ExperimentCli, RerunSkipsFinishedRunsAndRefusesAnotherBudget) {

@@ -22,7 +22,7 @@ enum class Mode { Train, Eval };
 // What a layer computes, for the passes that rewrite a network (src/nn/fusion.cpp, fold.cpp):
 // they match kinds, so that no layer needs a hook per fusion.
 enum class LayerKind { Conv2d, Linear, BatchNorm, ReLU, MaxPool2d, Dropout, Flatten, LogSoftmax, Sigmoid, Tanh, Residual,
-                       GroupNorm, LayerNorm, InstanceNorm };
+                       GroupNorm, LayerNorm, InstanceNorm, ChannelNoise };
 
 // What a layer owns in the network's flat buffers, under PyTorch's state_dict names.
 enum class Role {

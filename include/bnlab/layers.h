@@ -105,6 +105,13 @@ struct DropoutOptions {
   double p = 0.5;
 };
 
+// Santurkar et al.'s "noisy BN" noise (layers/channel_noise.cpp): per channel and training step,
+// y = x * U(1, scale) + U(-shift, shift); in eval the mean, y = x * (1 + scale) / 2.
+struct ChannelNoiseOptions {
+  double shift = 0.5;
+  double scale = 1.5;
+};
+
 std::unique_ptr<Layer> make_conv2d(const Conv2dOptions& options);
 std::unique_ptr<Layer> make_linear(const LinearOptions& options);
 std::unique_ptr<Layer> make_batchnorm(BatchNormKind kind, const BatchNormOptions& options);
@@ -114,6 +121,7 @@ std::unique_ptr<Layer> make_instancenorm(InstanceNormKind kind, const InstanceNo
 std::unique_ptr<Layer> make_relu();
 std::unique_ptr<Layer> make_maxpool2d(const MaxPool2dOptions& options);
 std::unique_ptr<Layer> make_dropout(const DropoutOptions& options);
+std::unique_ptr<Layer> make_channel_noise(const ChannelNoiseOptions& options);
 std::unique_ptr<Layer> make_flatten();
 std::unique_ptr<Layer> make_log_softmax();
 std::unique_ptr<Layer> make_sigmoid();

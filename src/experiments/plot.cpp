@@ -86,8 +86,11 @@ void write_panel(std::ostream& gp, const Panel& p, const std::string& data, int&
     for (size_t i = 0; i < p.xtics.size(); ++i) gp << (i ? ", " : "") << quoted(p.xtics[i].second) << " " << number(p.xtics[i].first);
     gp << ")\n";
   }
-  if (p.series.empty()) {  // gnuplot needs something to draw: an empty panel with its labels
-    gp << "set key off\nplot [0:1][0:1] NaN notitle\n";
+  const bool nothing = std::all_of(p.series.begin(), p.series.end(), [](const Series& s) {
+    return std::none_of(s.y.begin(), s.y.end(), [](double y) { return std::isfinite(y); });
+  });
+  if (nothing) {  // gnuplot needs something to draw: an empty panel with its labels (and no log axis of 0)
+    gp << "unset logscale\nset key off\nplot [0:1][0:1] NaN notitle\n";
     return;
   }
   gp << "plot ";

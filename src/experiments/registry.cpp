@@ -29,6 +29,7 @@ std::vector<std::unique_ptr<Experiment>> all() {
   list.push_back(make_activations());
   list.push_back(make_batch_composition());
   list.push_back(make_robustness());
+  list.push_back(make_smoothness());
   return list;
 }
 

@@ -77,5 +77,6 @@ std::unique_ptr<Experiment> make_depth();
 std::unique_ptr<Experiment> make_activations();
 std::unique_ptr<Experiment> make_batch_composition();
 std::unique_ptr<Experiment> make_robustness();
+std::unique_ptr<Experiment> make_smoothness();
 
 }  // namespace bnlab::experiments

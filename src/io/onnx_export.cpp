@@ -4,6 +4,7 @@
 //   Conv2d      Conv                    Linear       Gemm (transB)
 //   BatchNorm   BatchNormalization      ReLU, Sigmoid, Tanh, LogSoftmax, Flatten, MaxPool2d: same
 //   Dropout     nothing (eval)          Residual     the body, then Add(x, body)
+//   ChannelNoise  Mul by its eval scale (1 + scale) / 2
 //   GroupNorm, LayerNorm, InstanceNorm: x as (N, G, -1) (G = C for InstanceNorm, 1 for LayerNorm),
 //     InstanceNormalization without affine, back to x's shape, then the affine as Mul and Add;
 //     InstanceNorm with running statistics is a BatchNormalization.
@@ -112,6 +113,9 @@ class Exporter {
       case LayerKind::Sigmoid: return g_.node("Sigmoid", name, {x});
       case LayerKind::Tanh: return g_.node("Tanh", name, {x});
       case LayerKind::Dropout: return x;  // the identity in eval
+      case LayerKind::ChannelNoise:  // eval: the noise's mean scale
+        return g_.node("Mul", name, {x, g_.float_constant(name + "/mean_scale",
+                                                           static_cast<float>((1 + std::stod(setting(l, "scale", "1.5"))) / 2))});
       case LayerKind::Flatten:
         shape = {numel(shape)};
         return g_.node("Flatten", name, {x}, {int_attr("axis", 1)});

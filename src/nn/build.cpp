@@ -206,6 +206,13 @@ const std::map<std::string, Factory>& factories() {
          if (!(p >= 0 && p < 1)) s.error(s.find("p")->column, "p: must be in [0, 1)");  // found: 0.5 is valid
          return make_dropout({.p = p});
        }},
+      {"ChannelNoise",
+       [](Settings& s) {
+         const double shift = s.real("shift", 0.5), scale = s.real("scale", 1.5);  // the defaults are valid
+         if (!(shift >= 0 && shift <= 100)) s.error(s.find("shift")->column, "shift: must be in [0, 100]");
+         if (!(scale >= 1 && scale <= 100)) s.error(s.find("scale")->column, "scale: must be in [1, 100]");
+         return make_channel_noise({.shift = shift, .scale = scale});
+       }},
       {"Flatten", [](Settings&) { return make_flatten(); }},
       {"LogSoftmax", [](Settings&) { return make_log_softmax(); }},
       {"Sigmoid", [](Settings&) { return make_sigmoid(); }},

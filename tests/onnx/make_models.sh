@@ -25,7 +25,7 @@ export_onnx() {  # NAME MODEL OUT [flags]
   "$bnlab" export --format onnx --model "$2" --weights "$work/$1.safetensors" --out "$work/$3.onnx" "${@:4}" >/dev/null
 }
 
-for net in seed seed-groupnorm seed-layernorm "residual=$here/residual.spec" seed-bn-after-relu; do
+for net in seed seed-groupnorm seed-layernorm "residual=$here/residual.spec" seed-bn-after-relu "noisy=$here/noisy.spec"; do
   name=${net%%=*}
   model=${net#*=}
   train "$name" "$model"

@@ -31,7 +31,7 @@ set(ONNX_CASES
   "seed|seed|seed|" "seed_fold|seed_fold|seed_fold|" "seed_preprocessing|seed_pre|seed|--raw-pixels"
   "seed_bn_after_relu_fold|seed-bn-after-relu_fold|seed-bn-after-relu_fold|"
   "groupnorm|seed-groupnorm|seed-groupnorm|" "layernorm|seed-layernorm|seed-layernorm|" "residual|residual|residual|"
-  "residual_fold|residual_fold|residual_fold|")
+  "residual_fold|residual_fold|residual_fold|" "noisy|noisy|noisy|")
 foreach(case IN LISTS ONNX_CASES)
   string(REPLACE "|" ";" fields "${case}")
   list(GET fields 0 name)
