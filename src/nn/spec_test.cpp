@@ -68,7 +68,7 @@ TEST(Spec, CommentsBlankLinesAndSettingsParse) {
 
 TEST(Spec, ErrorsPointAtLineAndColumn) {
   EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3\nFoo\n"),
-            "net.spec:2:1: unknown layer type 'Foo' (known: BatchNorm1d, BatchNorm2d, Conv2d, Dropout, "
+            "net.spec:2:1: unknown layer type 'Foo' (known: BatchNorm1d, BatchNorm2d, ChannelNoise, Conv2d, Dropout, "
             "Flatten, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, LogSoftmax, MaxPool2d, "
             "ReLU, Sigmoid, Tanh, Residual ... end)");
   EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3 colour=red\n"),
