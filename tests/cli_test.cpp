@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -180,6 +181,39 @@ TEST_F(Cli, BadInputExitsTwoWithOneLine) {
   EXPECT_EQ(bnlab("train --epochs 0").status, 2);
   EXPECT_EQ(bnlab("train --no-such-flag").status, 2);
   EXPECT_EQ(bnlab("").status, 2);
+}
+
+// --input-scale goes into the checkpoint; every command that loads it uses it, and refuses another.
+TEST_F(Cli, InputScaleIsKeptWithTheCheckpoint) {
+  const std::string m = path("raw.safetensors");
+  const CommandResult train = bnlab(std::string("train ") + kQuick + " --max-steps 4 --input-scale raw --save " + m);
+  ASSERT_EQ(train.status, 0) << train.out;
+  EXPECT_NE(read_file(m).find(R"("bnlab.input_scale":"raw")"), std::string::npos);
+  const CommandResult eval = bnlab("eval --weights " + m + " --limit-test 500");
+  ASSERT_EQ(eval.status, 0) << eval.out;
+  const auto acc = [](const std::string& out) { return out.substr(out.find("test accuracy: "), 21); };
+  EXPECT_EQ(acc(train.out), acc(eval.out));  // eval read raw from the checkpoint
+  const std::string refused = "bnlab: --input-scale: unit, but " + m + " was trained with raw\n";
+  for (const std::string command : {"eval --limit-test 500", "predict"}) {
+    const CommandResult r = bnlab(command + " --input-scale unit --weights " + m + (command == "predict" ? " x.png" : ""));
+    EXPECT_EQ(r.status, 2) << command;
+    EXPECT_EQ(r.out, refused) << command;
+  }
+  const CommandResult bad = bnlab(std::string("train ") + kQuick + " --input-scale zscore");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.out.find("--input-scale"), std::string::npos) << bad.out;
+  EXPECT_EQ(std::count(bad.out.begin(), bad.out.end(), '\n'), 1) << bad.out;
+  // export and recalibrate carry the scaling on; serve, whose page feeds standardized pixels, refuses it.
+  const CommandResult exported = bnlab("export --weights " + m + " --out " + path("e.safetensors"));
+  ASSERT_EQ(exported.status, 0) << exported.out;
+  EXPECT_NE(read_file(path("e.safetensors")).find(R"("bnlab.input_scale":"raw")"), std::string::npos);
+  const CommandResult recalibrated = bnlab("recalibrate --weights " + m + " --out " + path("r.safetensors") +
+                                           " --batches 2 --limit-test 500 --threads 2");
+  ASSERT_EQ(recalibrated.status, 0) << recalibrated.out;
+  EXPECT_NE(read_file(path("r.safetensors")).find(R"("bnlab.input_scale":"raw")"), std::string::npos);
+  const CommandResult served = bnlab("serve --weights " + m + " --port 0");
+  EXPECT_EQ(served.status, 2) << served.out;
+  EXPECT_NE(served.out.find("another --input-scale than standardize"), std::string::npos) << served.out;
 }
 
 TEST_F(Cli, DivergenceNamesTheStepAndLayer) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "bnlab/input_scale.h"
+
 namespace bnlab {
 
 struct IdxImages {
@@ -29,7 +31,11 @@ struct DataSource {
   std::string name;  // "mnist", "fashion-mnist" or the directory
   Dataset train, test;
   float mean = 0, std = 1;  // of pixels scaled to [0, 1]
+  InputScale scale = InputScale::Standardize;  // what gather_batch feeds the network
 };
+
+// The data set's pixel scaling: its scale, with its mean and deviation for standardize.
+InputNormalization input_normalization(const DataSource& source);
 
 // `data` is "mnist" (data/mnist/ of this checkout, or $BNLAB_DATA/mnist), "fashion-mnist"
 // (Debian's dataset-fashion-mnist) or a directory holding train-images-idx3-ubyte,
@@ -46,7 +52,7 @@ PixelStats pixel_stats(const std::string& data);
 // Every label must lie in [0, classes): the network's output size. Error names the label file.
 void check_labels(const Dataset& set, int64_t classes);
 
-// out (n, 1, H, W) = (pixel/255 - mean) / std for the samples `indices`; labels (n).
+// out (n, 1, H, W) = the samples `indices` scaled by input_normalization(source); labels (n).
 void gather_batch(float* out, uint8_t* labels, const Dataset& set, const DataSource& source,
                   const int64_t* indices, int64_t n);
 

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "bnlab/input_scale.h"
+
 namespace bnlab {
 
 // Row-major 8-bit grayscale, 0 black .. 255 white.
@@ -39,7 +41,7 @@ GrayImage decode_image(std::span<const uint8_t> bytes, const std::string& name);
 struct DigitOptions {
   int64_t size = 28;
   int64_t fit = 20;
-  float mean = 0.1307f, std = 0.3081f;  // of MNIST's training pixels on [0, 1]
+  InputNormalization input;  // default: standardized with MNIST's training pixels' mean and std
 };
 
 struct Digit {
@@ -59,7 +61,7 @@ struct Digit {
 //     rounded to whole pixels; ink falling outside is cut off.
 Digit center_digit(const GrayImage& image, const DigitOptions& options = {});
 
-// out (digit.height * digit.width) = (pixel / 255 - mean) / std.
+// out (digit.height * digit.width) = options.input(pixel), as training feeds it.
 void normalize_digit(float* out, const GrayImage& digit, const DigitOptions& options = {});
 
 }  // namespace bnlab

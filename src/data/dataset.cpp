@@ -118,15 +118,19 @@ PixelStats pixel_stats(const std::string& data) {
   return {source.mean, source.std};
 }
 
+InputNormalization input_normalization(const DataSource& source) {
+  return {.scale = source.scale, .mean = source.mean, .std = source.std};
+}
+
 void gather_batch(float* out, uint8_t* labels, const Dataset& set, const DataSource& source,
                   const int64_t* indices, int64_t n) {
   const int64_t pixels = set.height * set.width;
-  // (x / 255 - mean) / std, as torchvision's ToTensor followed by Normalize.
+  const InputNormalization scaled = input_normalization(source);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const uint8_t* in = set.images.data() + indices[i] * pixels;
     float* o = out + i * pixels;
-    for (int64_t p = 0; p < pixels; ++p) o[p] = (static_cast<float>(in[p]) / 255.0f - source.mean) / source.std;
+    for (int64_t p = 0; p < pixels; ++p) o[p] = scaled(in[p]);
     labels[i] = set.labels[indices[i]];
   }
 }

@@ -39,7 +39,8 @@ void add_gaussian_noise(std::vector<float>& pixels, const int64_t* indices, int6
 const float* forward_pixels(Network& net, const DataSource& data, const std::vector<float>& pixels, int64_t n,
                             std::vector<float>& scratch) {
   scratch.resize(static_cast<size_t>(n) * (pixels.size() / static_cast<size_t>(n)));
-  for (size_t i = 0; i < scratch.size(); ++i) scratch[i] = (pixels[i] - data.mean) / data.std;  // as gather_batch
+  const InputNormalization scaled = input_normalization(data);
+  for (size_t i = 0; i < scratch.size(); ++i) scratch[i] = scaled.of_unit(pixels[i]);  // as gather_batch
   return net.forward(scratch.data(), n, {.mode = Mode::Eval, .random_key = 0, .backward_follows = true});
 }
 
@@ -53,7 +54,8 @@ std::vector<float> pixel_gradient(Network& net, const DataSource& data, const st
   std::vector<float> gradient(pixels.size());
   net.backward(dlogp.data(), n, gradient.data());
   net.zero_grad();
-  for (float& g : gradient) g /= data.std;  // d(normalized)/d(pixel) = 1 / std
+  const float divisor = input_normalization(data).divisor();
+  for (float& g : gradient) g /= divisor;  // d(input)/d(pixel) = 1 / divisor
   return gradient;
 }
 

@@ -133,10 +133,8 @@ Digit center_digit(const GrayImage& image, const DigitOptions& options) {
 }
 
 void normalize_digit(float* out, const GrayImage& digit, const DigitOptions& options) {
-  // (x / 255 - mean) / std: the expression training applies (gather_batch), for the same floats.
-  for (size_t i = 0; i < digit.pixels.size(); ++i) {
-    out[i] = (static_cast<float>(digit.pixels[i]) / 255.0f - options.mean) / options.std;
-  }
+  // The function training applies (gather_batch), for the same floats.
+  for (size_t i = 0; i < digit.pixels.size(); ++i) out[i] = options.input(digit.pixels[i]);
 }
 
 }  // namespace bnlab

@@ -196,6 +196,11 @@ std::string shortest(float v) {
 }
 
 std::string normalization_text(const InputNormalization& n) {
+  switch (n.scale) {
+    case InputScale::Raw: return "pixel * 255, pixel on [0, 1]";
+    case InputScale::Unit: return "pixel as it is, on [0, 1]";
+    case InputScale::Standardize: break;
+  }
   return "(pixel - " + shortest(n.mean) + ") / " + shortest(n.std) + ", pixel on [0, 1]";
 }
 
@@ -221,9 +226,11 @@ std::string onnx_model(Network& net, const OnnxExportOptions& options) {
   GraphBuilder g(*graph);
   g.input("input", net.input_shape());
   std::string x = "input";
-  if (options.with_preprocessing) {
+  if (options.with_preprocessing && options.normalization.scale == InputScale::Standardize) {
     x = g.node("Sub", "preprocess/centered", {x, g.float_constant("preprocess.mean", options.normalization.mean)});
     x = g.node("Div", "preprocess/normalized", {x, g.float_constant("preprocess.std", options.normalization.std)});
+  } else if (options.with_preprocessing && options.normalization.scale == InputScale::Raw) {
+    x = g.node("Mul", "preprocess/scaled", {x, g.float_constant("preprocess.scale", 255.0f)});
   }
   Shape shape = net.input_shape();
   x = Exporter(g, net).level(net.layers(), "", x, shape);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "bnlab/input_scale.h"
 #include "bnlab/network.h"
 
 namespace bnlab {
@@ -16,15 +17,10 @@ namespace bnlab {
 // it), and OpenCV 4.6's importer knows each of them.
 inline constexpr int kOnnxOpset = 13;
 
-// The input normalization the network was trained with: x = (pixel - mean) / std, pixel on [0, 1].
-struct InputNormalization {
-  float mean = 0.0f;
-  float std = 1.0f;
-};
-
 struct OnnxExportOptions {
-  // Given: the graph starts with Sub(mean), Div(std), for raw pixels on [0, 1]. Otherwise the
-  // input is expected normalized already (the model's doc_string says how, from `normalization`).
+  // Given: the graph takes pixels on [0, 1] and starts with the scaling the network was trained
+  // with (standardize: Sub(mean), Div(std); raw: Mul(255); unit: nothing). Otherwise the input is
+  // expected scaled already (the model's doc_string says how, from `normalization`).
   bool with_preprocessing = false;
   InputNormalization normalization;
   std::string model_name = "bnlab";

@@ -32,7 +32,7 @@ int64_t count(const std::vector<std::string>& v, const std::string& op) { return
 TEST(OnnxExport, SeedIsTheTutorialsGraphUnderStateDictNames) {
   Network net = build_network(load_spec("seed"), {1, 28, 28});
   net.initialize(1);
-  const onnx::ModelProto model = exported(net, {.normalization = {0.1307f, 0.3081f}});
+  const onnx::ModelProto model = exported(net, {.normalization = {.mean = 0.1307f, .std = 0.3081f}});
   EXPECT_EQ(ops(model), (std::vector<std::string>{"Conv", "BatchNormalization", "Relu", "Conv", "BatchNormalization",
                                                   "Relu", "MaxPool", "Flatten", "Gemm", "BatchNormalization", "Relu",
                                                   "Gemm", "LogSoftmax"}));
@@ -57,7 +57,7 @@ TEST(OnnxExport, SeedIsTheTutorialsGraphUnderStateDictNames) {
 TEST(OnnxExport, PreprocessingPutsTheNormalizationFirst) {
   Network net = build_network(load_spec("seed"), {1, 28, 28});
   net.initialize(1);
-  const onnx::ModelProto model = exported(net, {.with_preprocessing = true, .normalization = {0.1307f, 0.3081f}});
+  const onnx::ModelProto model = exported(net, {.with_preprocessing = true, .normalization = {.mean = 0.1307f, .std = 0.3081f}});
   const std::vector<std::string> v = ops(model);
   ASSERT_GE(v.size(), 3u);
   EXPECT_EQ(v[0], "Sub");

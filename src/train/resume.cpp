@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kKind = "bnlab training checkpoint 1";
 // Options that checkpoints hold since a later version, with the value that older files meant.
-const Metadata kAddedLater = {{"run.accumulate", "1"}, {"run.precise_bn", "0"}};
+const Metadata kAddedLater = {{"run.accumulate", "1"}, {"run.precise_bn", "0"}, {"run.input_scale", "standardize"}};
 
 std::string exact(double v) {
   char buf[64];
@@ -32,6 +32,7 @@ Metadata run_identity(const TrainOptions& o, const DataSource& data) {
           {"run.nesterov", o.optimizer.nesterov ? "true" : "false"},
           {"run.weight_decay", exact(o.optimizer.weight_decay)},
           {"run.data", data.name},
+          {"run.input_scale", input_scale_name(data.scale)},
           {"run.processes", std::to_string(o.comm ? o.comm->size() : 1)},
           {"run.sync_batchnorm", o.sync_batchnorm ? "true" : "false"},
           {"run.train_images", std::to_string(data.train.count)}};

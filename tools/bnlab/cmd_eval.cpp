@@ -19,6 +19,7 @@ struct EvalFlags {
   std::string model = "seed";
   std::string weights;
   std::string data = "mnist";
+  std::string input_scale;
   int64_t test_batch_size = 1000;
   int64_t limit_test = 0;
   int threads = 0;
@@ -35,7 +36,7 @@ void run_eval(const EvalFlags& f) {
   require_log_probabilities(net);
   check_batch_fits(net, f.test_batch_size, "--test-batch-size", true);
   check_labels(data.test, numel(net.output_shape()));
-  load_checkpoint(net, f.weights);
+  data.scale = trained_input_scale(load_checkpoint(net, f.weights), f.weights, f.input_scale);
   if (f.fold_bn) net = std::move(fold_batchnorm(net).net);  // inference without BN passes; same results up to rounding
   std::vector<float> logp;
   const EvalResult r = evaluate(net, data.test, data, f.test_batch_size, f.outputs.empty() ? nullptr : &logp);
@@ -57,6 +58,9 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--model", flags->model, "Preset or spec file the weights belong to")->capture_default_str();
   cmd->add_option("--weights", flags->weights, "safetensors checkpoint (bnlab train --save, or PyTorch's state_dict)")->required();
   cmd->add_option("--data", flags->data, "mnist, fashion-mnist, or a directory of IDX files")->capture_default_str();
+  cmd->add_option("--input-scale", flags->input_scale,
+                  "raw, unit or standardize: must be what the weights were trained with (default: that, from the checkpoint)")
+      ->check(input_scale_names());
   cmd->add_option("--test-batch-size", flags->test_batch_size, "Evaluation batch size")->capture_default_str()->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   cmd->add_option("--limit-test", flags->limit_test, "Use only the first N test images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(threads_range());

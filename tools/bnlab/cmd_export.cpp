@@ -11,6 +11,7 @@
 #include "bnlab/spec.h"
 #include "bnlab/data.h"
 #include "commands.h"
+#include "flag_checks.h"
 #ifdef BNLAB_HAVE_ONNX
 #include "io/onnx_export.h"
 #endif
@@ -46,11 +47,11 @@ Shape parse_shape(const std::string& text) {
 }
 
 // The network (BN folded with --fold-bn) as an ONNX model at f.out.
-void write_onnx(Network& net, const ExportFlags& f) {
+void write_onnx(Network& net, const ExportFlags& f, InputScale scale) {
 #ifdef BNLAB_HAVE_ONNX
   const PixelStats stats = pixel_stats(f.data);
   OnnxExportOptions options{.with_preprocessing = f.with_preprocessing,
-                            .normalization = {.mean = stats.mean, .std = stats.std},
+                            .normalization = {.scale = scale, .mean = stats.mean, .std = stats.std},
                             .model_name = f.model};
   int folded = 0;
   if (f.fold_bn) {
@@ -66,6 +67,7 @@ void write_onnx(Network& net, const ExportFlags& f) {
 #else
   (void)net;
   (void)f;
+  (void)scale;
   fail("--format", "onnx", "this bnlab was built without ONNX export (configure with -DBNLAB_ONNX=ON, "
                            "which needs libonnx-dev, libprotobuf-dev and protobuf-compiler)");
 #endif
@@ -77,12 +79,15 @@ void run_export(const ExportFlags& f) {
   const NetworkSpec spec = load_spec(f.model);
   const Shape input = parse_shape(f.input);
   Network net = build_network(spec, input);
-  load_checkpoint(net, f.weights);
-  if (f.format == "onnx") return write_onnx(net, f);
+  const InputScale scale = trained_input_scale(load_checkpoint(net, f.weights), f.weights, "");
+  if (f.format == "onnx") return write_onnx(net, f, scale);
+  const Metadata meta = {{kInputScaleKey, input_scale_name(scale)}};
   const std::string spec_path = f.spec_out.empty() ? f.out + ".spec" : f.spec_out;
   if (f.fold_bn) {
     FoldedNetwork folded = fold_batchnorm(net);
-    save_checkpoint(folded.net, f.out, {{"bnlab.spec_text", folded.text}});
+    Metadata folded_meta = meta;
+    folded_meta["bnlab.spec_text"] = folded.text;
+    save_checkpoint(folded.net, f.out, folded_meta);
     write_file_atomically(spec_path, [&](const ByteSink& sink) {
       const std::string text = "# " + f.model + " with batch norm folded for inference (bnlab export --fold-bn)\n" + folded.text;
       sink({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
@@ -90,7 +95,9 @@ void run_export(const ExportFlags& f) {
     std::printf("folded %d batch norm layers: %s (spec %s)\n", folded.folded, f.out.c_str(), spec_path.c_str());
   } else {
     const std::string text = spec_text(spec);
-    save_checkpoint(net, f.out, {{"bnlab.spec_text", text}});
+    Metadata plain_meta = meta;
+    plain_meta["bnlab.spec_text"] = text;
+    save_checkpoint(net, f.out, plain_meta);
     write_file_atomically(spec_path, [&](const ByteSink& sink) {
       sink({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
     });

@@ -28,6 +28,7 @@ constexpr int64_t kBatch = 256;  // images per forward pass
 struct PredictFlags {
   std::string model = "seed";
   std::string weights;
+  std::string input_scale;
   bool json = false;
   bool show = false;
   int64_t top = 3;
@@ -61,9 +62,9 @@ void show(const GrayImage& digit) {
 
 void run_predict(const PredictFlags& f) {
   set_threads(f.threads);
-  const DigitOptions options;
+  DigitOptions options;
   Network net = build_network(load_spec(f.model), {1, options.size, options.size});
-  load_checkpoint(net, f.weights);
+  options.input.scale = trained_input_scale(load_checkpoint(net, f.weights), f.weights, f.input_scale);
   const int64_t classes = numel(net.output_shape());
   const int64_t pixels = options.size * options.size;
 
@@ -126,6 +127,9 @@ void add_predict_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("predict", "Classify digit images (PNG, PGM) with a trained model");
   cmd->add_option("--model", flags->model, "Preset or spec file the weights belong to")->capture_default_str();
   cmd->add_option("--weights", flags->weights, "safetensors checkpoint (bnlab train --save)")->required();
+  cmd->add_option("--input-scale", flags->input_scale,
+                  "raw, unit or standardize: must be what the weights were trained with (default: that, from the checkpoint)")
+      ->check(input_scale_names());
   CLI::Option* json = cmd->add_flag("--json", flags->json, "Print one JSON document instead of lines");
   cmd->add_option("--top", flags->top, "How many of the most probable classes to list")->capture_default_str()->check(integer_in(1, 1000, "1 to 1000"));
   cmd->add_flag("--show", flags->show, "Also draw each preprocessed 28x28 input as text")->excludes(json);

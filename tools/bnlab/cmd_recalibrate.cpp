@@ -48,6 +48,7 @@ void run_recalibrate(const RecalibrateFlags& f) {
                                    .seed = f.seed};
   check_recalibration(data, options, "--batches");
   Metadata meta = load_checkpoint(net, f.weights);
+  data.scale = trained_input_scale(meta, f.weights, "");
 
   print_accuracy("before:", evaluate(net, data.test, data, f.test_batch_size));
   const RecalibrateResult r = recalibrate_batchnorm(net, data, options);

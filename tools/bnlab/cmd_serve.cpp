@@ -37,7 +37,10 @@ void run_serve(const ServeFlags& f) {
     const NetworkSpec spec = load_spec(f.model);
     Network net = build_network(spec, {1, 28, 28});
     require_log_probabilities(net);
-    load_checkpoint(net, f.weights);
+    // The page feeds standardized pixels, as its own training runs use.
+    if (trained_input_scale(load_checkpoint(net, f.weights), f.weights, "") != InputScale::Standardize) {
+      fail("--weights", f.weights, "trained with another --input-scale than standardize, which the page feeds");
+    }
     session.serve(serve::capture_weights(net, spec_text(spec), f.model + ", " + f.weights));
   }
   serve::TrainingJob job(data, {.threads = threads(), .idle_seconds = f.idle_seconds});

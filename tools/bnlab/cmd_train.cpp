@@ -24,6 +24,7 @@ namespace {
 struct TrainFlags {
   std::string model = "seed";
   std::string data = "mnist";
+  std::string input_scale = "standardize";
   TrainOptions train;
   std::string optimizer = "adadelta";
   int threads = 0;
@@ -76,6 +77,7 @@ void run_train(const TrainFlags& f) {
   NetworkSpec spec = load_spec(f.model);
   freeze_batchnorm(spec, f.freeze_bn);
   DataSource data = load_data(f.data);
+  data.scale = parse_input_scale(f.input_scale, "--input-scale");
   limit_samples(data.train, f.limit_train);
   limit_samples(data.test, f.limit_test);
   Network net = build_network(spec, {1, data.train.height, data.train.width});
@@ -146,7 +148,7 @@ void run_train(const TrainFlags& f) {
               static_cast<long long>(result.steps), result.seconds,
               static_cast<double>(result.steps * options.batch_size * processes) / result.seconds);
   if (!f.save.empty()) {
-    save_checkpoint(net, f.save, {{"bnlab.model", f.model}, {"bnlab.spec", spec.source}});
+    save_checkpoint(net, f.save, {{"bnlab.model", f.model}, {"bnlab.spec", spec.source}, {kInputScaleKey, f.input_scale}});
     std::printf("saved %s\n", f.save.c_str());
   }
 }
@@ -158,6 +160,10 @@ void add_train_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("train", "Train a network and report test accuracy after each epoch");
   cmd->add_option("--model", flags->model, "Preset (seed, seed-nobn, seed-bn-after-relu, ...: docs/guide.md) or spec file; it must end in LogSoftmax (the loss is NLL)")->capture_default_str();
   cmd->add_option("--data", flags->data, "mnist, fashion-mnist, or a directory of IDX files")->capture_default_str();
+  cmd->add_option("--input-scale", flags->input_scale,
+                  "Pixels as the network sees them: raw (0 to 255), unit (0 to 1) or standardize ((x - mean) / std of the "
+                  "training pixels); kept in --save's checkpoint")
+      ->capture_default_str()->check(input_scale_names());
   cmd->add_option("--epochs", flags->train.epochs, "Epochs to train")->capture_default_str()->check(integer_in(1, 1'000'000, "1 to 1,000,000"));
   cmd->add_option("--batch-size", flags->train.batch_size, "Training mini-batch size (at most what the network's buffers allow)")->capture_default_str()->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   cmd->add_option("--test-batch-size", flags->train.test_batch_size, "Evaluation batch size")->capture_default_str()->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));

@@ -45,4 +45,14 @@ void check_batch_fits(const Network& net, int64_t batch, const std::string& flag
   }
 }
 
+CLI::Validator input_scale_names() {
+  return CLI::IsMember({"raw", "unit", "standardize"});
+}
+
+InputScale trained_input_scale(const Metadata& meta, const std::string& weights, const std::string& flag) {
+  const auto recorded = meta.find(kInputScaleKey);
+  return checkpoint_input_scale(recorded == meta.end() ? std::nullopt : std::optional(recorded->second), weights,
+                                flag.empty() ? std::nullopt : std::optional(flag));
+}
+
 }  // namespace bnlab::cli

@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bnlab/checkpoint.h"
+#include "bnlab/input_scale.h"
 #include "bnlab/network.h"
 
 namespace bnlab::cli {
@@ -26,5 +28,12 @@ CLI::Validator threads_range();  // 0 (all cores) to kMaxThreads
 // Throws an Error naming `flag` unless a batch of `batch` samples fits the buffers `net` would
 // reserve for it (each layer's output at most kMaxValues values); `inference`: the eval path.
 void check_batch_fits(const Network& net, int64_t batch, const std::string& flag, bool inference);
+
+// --input-scale: raw, unit or standardize.
+CLI::Validator input_scale_names();
+// The input scaling the checkpoint `weights` (its metadata `meta`) was trained with, and which an
+// --input-scale given (`flag`) must repeat: eval, predict, recalibrate and export use no other.
+// (An empty flag: not given.)
+InputScale trained_input_scale(const Metadata& meta, const std::string& weights, const std::string& flag);
 
 }  // namespace bnlab::cli
