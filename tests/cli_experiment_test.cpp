@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -262,6 +263,46 @@ TEST_F(ExperimentCli, RobustnessAttacksEveryModelAndFgsmRaisesTheLoss) {
 
 TEST_F(ExperimentCli, RobustnessRefusesBadStrengths) {
   for (const char* bad : {"--eps 0", "--eps 0.1,x", "--noise -1", "--test-images 101"}) expect_flag_refused("robustness", bad);
+}
+
+std::vector<std::string> split_fields(const std::string& line) {
+  std::vector<std::string> f;
+  std::istringstream in(line);
+  for (std::string v; std::getline(in, v, ',');) f.push_back(v);
+  return f;
+}
+
+TEST_F(ExperimentCli, InputNormalizationWithBnIsTheSameTrainingAtEveryScale) {
+  const auto csv = run_and_check("input-normalization", "--steps 6 --eval-every 3",
+                                 "run,model,recipe,scale,seed,layer,grad_norm,step,train_loss,test_loss,test_accuracy,status",
+                                 {"input-normalization", "input-normalization-gradients"});
+  // (run, step) -> training loss; run -> the gradient norm of each weight at initialization.
+  std::map<std::string, double> loss, grad;
+  for (size_t i = 1; i < csv.size(); ++i) {
+    const auto f = split_fields(csv[i]);
+    ASSERT_EQ(f.size(), 12u) << csv[i];
+    if (f[11] == "grad") grad[f[0] + "," + f[5]] = std::stod(f[6]);
+    if (f[11] == "curve" && f[8] != "nan") loss[f[0] + "," + f[7]] = std::stod(f[8]);
+  }
+  EXPECT_EQ(grad.size(), 2u * 3 * 4);  // two models, three scalings, four weights
+  // BN after conv1 removes any scale and shift of the pixels: the same loss at every step (eps
+  // and rounding aside), and the same first gradient; without BN raw pixels are another problem.
+  for (const char* recipe : {"adadelta", "sgd"}) {
+    for (int step = 1; step <= 6; ++step) {
+      const std::string at = "/s1," + std::to_string(step);
+      const std::string bn = std::string("seed/") + recipe + "/", plain = std::string("seed-nobn/") + recipe + "/";
+      ASSERT_TRUE(loss.count(bn + "raw" + at) && loss.count(bn + "standardize" + at)) << recipe << " " << step;
+      EXPECT_NEAR(loss[bn + "raw" + at], loss[bn + "standardize" + at], 0.02 * loss[bn + "standardize" + at]) << recipe << step;
+      EXPECT_NEAR(loss[bn + "unit" + at], loss[bn + "standardize" + at], 0.02 * loss[bn + "standardize" + at]) << recipe << step;
+      if (step == 6) {
+        EXPECT_GT(std::abs(loss[plain + "raw" + at] - loss[plain + "standardize" + at]), 0.1) << recipe;
+      }
+    }
+  }
+  EXPECT_NEAR(grad["grad/seed/raw,conv1.weight"], grad["grad/seed/standardize,conv1.weight"],
+              0.01 * grad["grad/seed/standardize,conv1.weight"]);
+  EXPECT_GT(grad["grad/seed-nobn/raw,conv1.weight"], 100 * grad["grad/seed-nobn/unit,conv1.weight"]);
+  expect_flag_refused("input-normalization", "--sgd-lr 0");
 }
 
 // The rows of the landscape runs that training alone determines (curves and final accuracies).

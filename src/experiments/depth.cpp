@@ -8,10 +8,10 @@
 #include <map>
 
 #include "bnlab/error.h"
+#include "experiments/init_gradients.h"
 #include "experiments/loop.h"
 #include "experiments/nets.h"
 #include "experiments/plot.h"
-#include "bnlab/loss.h"
 #include "experiments/report.h"
 #include "experiments/stats.h"
 #include "experiments/suite.h"
@@ -36,19 +36,6 @@ std::vector<int64_t> depths_of(const Context& ctx) {
 std::string grad_key(DepthVariant v, int64_t depth) { return "grad/" + std::string(variant_name(v)) + "/d" + std::to_string(depth); }
 std::string train_key(DepthVariant v, int64_t depth, double lr, int64_t seed) {
   return std::string(variant_name(v)) + "/d" + std::to_string(depth) + "/lr" + field(lr) + "/s" + std::to_string(seed);
-}
-
-// Frobenius norm of each Linear weight's gradient (2-D "weight" tensors), first layer first.
-std::vector<double> weight_grad_norms(Network& net) {
-  std::vector<double> norms;
-  for (const TensorView& g : net.named_gradients()) {
-    if (g.shape.size() != 2 || !g.name.ends_with(".weight")) continue;
-    double s = 0;
-    const float* v = static_cast<const float*>(g.data);
-    for (int64_t i = 0; i < numel(g.shape); ++i) s += static_cast<double>(v[i]) * v[i];
-    norms.push_back(std::sqrt(s));
-  }
-  return norms;
 }
 
 class Depth final : public Experiment {
@@ -81,21 +68,10 @@ class Depth final : public Experiment {
   }
 
   static RunOutput gradients(const Context& ctx, DepthVariant v, int64_t depth) {
-    const DataSource& data = *ctx.data;
-    Network net = build_model(deep_mlp_text(depth, v, kWidth), variant_name(v), data, 1);
-    const int64_t n = std::min(kGradBatch, data.train.count);
-    net.reserve(n);
-    std::vector<float> x(static_cast<size_t>(n * data.train.height * data.train.width)), dlogp(static_cast<size_t>(n * 10));
-    std::vector<uint8_t> labels(static_cast<size_t>(n));
-    std::vector<int64_t> idx(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) idx[i] = i;
-    gather_batch(x.data(), labels.data(), data.train, data, idx.data(), n);
-    const float* logp = net.forward(x.data(), n, {.mode = Mode::Train});
-    nll_loss(dlogp.data(), logp, labels.data(), n, 10);
-    net.zero_grad();
-    net.backward(dlogp.data(), n);
+    Network net = build_model(deep_mlp_text(depth, v, kWidth), variant_name(v), *ctx.data, 1);
+    std::vector<double> norms;
+    for (const WeightGradient& g : weight_gradients_at_init(net, *ctx.data, kGradBatch)) norms.push_back(g.norm);
     std::vector<Row> rows;
-    const std::vector<double> norms = weight_grad_norms(net);
     for (size_t k = 0; k < norms.size(); ++k)
       rows.push_back({grad_key(v, depth), variant_name(v), field(depth), "nan", "1", "0", field(static_cast<int64_t>(k + 1)),
                       "grad_norm", field(norms[k])});

@@ -30,6 +30,7 @@ std::vector<std::unique_ptr<Experiment>> all() {
   list.push_back(make_batch_composition());
   list.push_back(make_robustness());
   list.push_back(make_smoothness());
+  list.push_back(make_input_normalization());
   return list;
 }
 

@@ -78,5 +78,6 @@ std::unique_ptr<Experiment> make_activations();
 std::unique_ptr<Experiment> make_batch_composition();
 std::unique_ptr<Experiment> make_robustness();
 std::unique_ptr<Experiment> make_smoothness();
+std::unique_ptr<Experiment> make_input_normalization();
 
 }  // namespace bnlab::experiments
