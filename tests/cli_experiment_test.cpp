@@ -305,6 +305,34 @@ TEST_F(ExperimentCli, InputNormalizationWithBnIsTheSameTrainingAtEveryScale) {
   expect_flag_refused("input-normalization", "--sgd-lr 0");
 }
 
+TEST_F(ExperimentCli, WeightDecayChecksScaleInvarianceAndTracksTheNorms) {
+  const auto csv = run_and_check("weight-decay", "--steps 4 --eval-every 2 --lrs 0.05,0.1 --products 0,1e-3",
+                                 "run,lr,lr_wd,seed,step,layer,metric,value", {"weight-decay"});
+  std::map<std::string, double> value;  // "run,step,layer,metric" -> value
+  for (size_t i = 1; i < csv.size(); ++i) {
+    const auto f = split_fields(csv[i]);
+    ASSERT_EQ(f.size(), 8u) << csv[i];
+    value[f[0] + "," + f[4] + "," + f[5] + "," + f[6]] = std::stod(f[7]);
+  }
+  // x10 before a BN: the same outputs (eps aside) and a tenth of the gradient; fc2 is not invariant.
+  for (const char* layer : {"conv1", "conv2", "fc1"}) {
+    EXPECT_LT(value.at(std::string("invariance,0,") + layer + ",output_change"), 1e-3) << layer;
+    EXPECT_NEAR(value.at(std::string("invariance,0,") + layer + ",grad_ratio"), 0.1, 1e-3) << layer;
+  }
+  EXPECT_GT(value.at("invariance,0,fc2,output_change"), 0.1);
+  // Norms at steps 0, 2, 4 for every weight of every run; without weight decay conv2's grows
+  // (its gradient is orthogonal to it), and with decay its effective rate is lr / ||w||^2.
+  for (const char* run : {"lr0.05/lrwd0/s1", "lr0.1/lrwd0/s1", "lr0.05/lrwd0.001/s1", "lr0.1/lrwd0.001/s1"})
+    for (const char* step : {"0", "2", "4"})
+      for (const char* layer : {"conv1", "conv2", "fc1", "fc2"})
+        EXPECT_TRUE(value.count(std::string(run) + "," + step + "," + layer + ",weight_norm")) << run << " " << step << " " << layer;
+  EXPECT_GT(value.at("lr0.1/lrwd0/s1,4,conv2,weight_norm"), value.at("lr0.1/lrwd0/s1,0,conv2,weight_norm"));
+  const double w = value.at("lr0.1/lrwd0.001/s1,4,conv2,weight_norm");
+  EXPECT_NEAR(value.at("lr0.1/lrwd0.001/s1,4,conv2,effective_lr"), 0.1 / (w * w), 1e-6);
+  expect_flag_refused("weight-decay", "--products -1");
+  expect_flag_refused("weight-decay", "--lrs 0");
+}
+
 // The rows of the landscape runs that training alone determines (curves and final accuracies).
 std::vector<std::string> training_rows(const std::vector<std::string>& csv) {
   std::vector<std::string> rows;

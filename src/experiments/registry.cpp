@@ -31,6 +31,7 @@ std::vector<std::unique_ptr<Experiment>> all() {
   list.push_back(make_robustness());
   list.push_back(make_smoothness());
   list.push_back(make_input_normalization());
+  list.push_back(make_weight_decay());
   return list;
 }
 

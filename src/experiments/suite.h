@@ -79,5 +79,6 @@ std::unique_ptr<Experiment> make_batch_composition();
 std::unique_ptr<Experiment> make_robustness();
 std::unique_ptr<Experiment> make_smoothness();
 std::unique_ptr<Experiment> make_input_normalization();
+std::unique_ptr<Experiment> make_weight_decay();
 
 }  // namespace bnlab::experiments
