@@ -333,6 +333,44 @@ TEST_F(ExperimentCli, WeightDecayChecksScaleInvarianceAndTracksTheNorms) {
   expect_flag_refused("weight-decay", "--lrs 0");
 }
 
+TEST_F(ExperimentCli, BatchSizeSeesTheSameImagesAtEveryBatchSize) {
+  // 4 steps of 64: 256 images per run, so 128 steps at batch 2 and 32 at batch 8.
+  const auto csv = run_and_check("batch-size", "--steps 4 --sizes 2,8",
+                                 "run,norm,mode,norm_batch,optimizer_batch,lr,seed,step,metric,value", {"batch-size"});
+  std::map<std::string, std::vector<std::string>> final_rows;  // run -> its test_error row
+  for (const std::string& line : csv)
+    if (line.find(",test_error,") != std::string::npos) final_rows[line.substr(0, line.find(','))] = split_fields(line);
+  ASSERT_EQ(final_rows.size(), 4u * 2 + 2) << "four normalizers at two sizes and BN's two ghost-batch runs";
+  for (const char* norm : {"bn", "gn", "ln", "renorm"}) {
+    for (int size : {2, 8}) {
+      const std::string run = std::string(norm) + "/same/" + std::to_string(size) + "/s1";
+      ASSERT_TRUE(final_rows.count(run)) << run;
+      const auto& f = final_rows[run];
+      EXPECT_EQ(f[4], std::to_string(size)) << run << ": optimizer batch";
+      EXPECT_EQ(f[7], std::to_string(256 / size)) << run << ": steps";
+      const double error = std::stod(f[9]);
+      EXPECT_GE(error, 0.0);
+      EXPECT_LE(error, 100.0);
+    }
+  }
+  for (int size : {2, 8}) {
+    const std::string run = "bn/ghost/" + std::to_string(size) + "/s1";
+    ASSERT_TRUE(final_rows.count(run)) << run;
+    EXPECT_EQ(final_rows[run][3], std::to_string(size)) << run;
+    EXPECT_EQ(final_rows[run][4], "64") << run << ": ghost batches within the optimizer's batch of 64";
+    EXPECT_EQ(final_rows[run][7], "4") << run << ": 256 images in steps of 64";
+  }
+  const std::string report = read_file(dir_ / "report.md");
+  EXPECT_NE(report.find("Data: fashion-mnist"), std::string::npos) << "the experiment's default data set";
+  EXPECT_NE(report.find("## Verdict"), std::string::npos);
+  EXPECT_NE(report.find("--sizes 2,8"), std::string::npos);
+}
+
+TEST_F(ExperimentCli, BatchSizeRefusesBadSizesAndRates) {
+  for (const char* bad : {"--sizes 3", "--sizes 2,2", "--sizes 128", "--sizes 1", "--sizes 2,x", "--base-lr 0", "--base-lr fast"})
+    expect_flag_refused("batch-size", bad);
+}
+
 // The rows of the landscape runs that training alone determines (curves and final accuracies).
 std::vector<std::string> training_rows(const std::vector<std::string>& csv) {
   std::vector<std::string> rows;
@@ -423,7 +461,7 @@ TEST_F(ExperimentCli, UnknownExperimentIsABadFlag) {
   EXPECT_EQ(r.status, 2) << r.out;
   const CommandResult help = bnlab("experiment --help");
   EXPECT_EQ(help.status, 0);
-  for (const char* name : {"bn-vs-nobn", "placement", "paper-fig1", "depth", "activations"})
+  for (const char* name : {"bn-vs-nobn", "placement", "paper-fig1", "depth", "activations", "batch-size"})
     EXPECT_NE(help.out.find(name), std::string::npos) << name;
 }
 

@@ -19,7 +19,7 @@ struct Options {
   int64_t seeds = 0;            // seeds per configuration; 0: the experiment's default
   int64_t steps = 0;            // optimizer steps per run; 0: the experiment's default
   int64_t eval_every = 0;       // steps between test evaluations; 0: the experiment's default
-  std::string data = "mnist";   // as bnlab train --data
+  std::string data;             // as bnlab train --data; empty: the experiment's (default_data())
   int64_t limit_train = 0, limit_test = 0;  // first N images only (0: all)
   bool fresh = false;           // forget earlier results in out_dir instead of resuming
   // The experiment's own flags given on the command line, by name without "--" (flags()).
@@ -68,6 +68,8 @@ struct Outputs {
 std::vector<std::string> names();
 // One line: what the experiment measures and its default budget.
 std::string describe(const std::string& name);
+// The data set an experiment trains on when --data is not given ("mnist" for most).
+std::string default_data(const std::string& name);
 // The own flags of an experiment (empty for most).
 std::vector<FlagInfo> flags(const std::string& name);
 

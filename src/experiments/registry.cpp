@@ -32,6 +32,7 @@ std::vector<std::unique_ptr<Experiment>> all() {
   list.push_back(make_smoothness());
   list.push_back(make_input_normalization());
   list.push_back(make_weight_decay());
+  list.push_back(make_batch_size());
   return list;
 }
 
@@ -72,9 +73,12 @@ std::vector<std::string> names() {
 
 std::string describe(const std::string& name) {
   const auto e = find(name);
+  const std::string data = e->default_data() == "mnist" ? "" : ", " + std::string(e->default_data());
   return std::string(e->summary()) + " (default: " + std::to_string(e->default_steps()) + " steps, " +
-         std::to_string(e->default_seeds()) + (e->default_seeds() == 1 ? " seed)" : " seeds)");
+         std::to_string(e->default_seeds()) + (e->default_seeds() == 1 ? " seed" : " seeds") + data + ")";
 }
+
+std::string default_data(const std::string& name) { return std::string(find(name)->default_data()); }
 
 std::vector<FlagInfo> flags(const std::string& name) { return find(name)->flags(); }
 
@@ -85,11 +89,12 @@ Outputs run(const Options& options, Observer& observer) {
   ctx.options.steps = options.steps > 0 ? options.steps : experiment->default_steps();
   ctx.options.seeds = options.seeds > 0 ? options.seeds : experiment->default_seeds();
   ctx.options.eval_every = options.eval_every > 0 ? options.eval_every : experiment->default_eval_every(ctx.options.steps);
+  ctx.options.data = options.data.empty() ? std::string(experiment->default_data()) : options.data;
   // Own flags: every declared one gets its value (given or default); any other is refused.
   std::map<std::string, std::string> settings = {{"experiment", options.name},
                                                  {"steps", std::to_string(ctx.options.steps)},
                                                  {"eval_every", std::to_string(ctx.options.eval_every)},
-                                                 {"data", options.data},
+                                                 {"data", ctx.options.data},
                                                  {"limit_train", std::to_string(options.limit_train)},
                                                  {"limit_test", std::to_string(options.limit_test)}};
   const std::vector<FlagInfo> own = experiment->flags();
@@ -109,8 +114,8 @@ Outputs run(const Options& options, Observer& observer) {
   require_gnuplot();  // before hours of training, not after
 
   // The data, then the plan, which checks the own flags' values: a bad one leaves --out as it was.
-  observer.on_start("loading " + options.data);
-  DataSource data = load_data(options.data);
+  observer.on_start("loading " + ctx.options.data);
+  DataSource data = load_data(ctx.options.data);
   limit_samples(data.train, options.limit_train);
   limit_samples(data.test, options.limit_test);
   ctx.data = &data;

@@ -30,7 +30,7 @@ struct PlannedRun {
 };
 
 struct Context {
-  Options options;  // steps, seeds and eval_every resolved; options.flags holds every own flag, given or default
+  Options options;  // steps, seeds, eval_every and data resolved; options.flags holds every own flag, given or default
   std::string out_dir;
   const DataSource* data = nullptr;  // limited as asked
 
@@ -57,6 +57,8 @@ class Experiment {
   virtual std::string_view summary() const = 0;
   virtual int64_t default_steps() const = 0;
   virtual int64_t default_seeds() const { return 1; }
+  // What --data means when not given: MNIST, unless the claim needs a harder set.
+  virtual std::string_view default_data() const { return "mnist"; }
   virtual int64_t default_eval_every(int64_t steps) const { return std::max<int64_t>(1, steps / 20); }
   virtual std::vector<FlagInfo> flags() const { return {}; }
   virtual std::vector<std::string> columns() const = 0;
@@ -80,5 +82,6 @@ std::unique_ptr<Experiment> make_robustness();
 std::unique_ptr<Experiment> make_smoothness();
 std::unique_ptr<Experiment> make_input_normalization();
 std::unique_ptr<Experiment> make_weight_decay();
+std::unique_ptr<Experiment> make_batch_size();
 
 }  // namespace bnlab::experiments

@@ -82,7 +82,8 @@ void add_experiment_command(CLI::App& app) {
   cmd->add_option("--steps", flags->options.steps, "Optimizer steps per run (default: the experiment's)")->check(integer_in(1, kMaxCount, "1 to 10^12"));
   cmd->add_option("--eval-every", flags->options.eval_every, "Steps between measurements (default: the experiment's)")
       ->check(integer_in(1, kMaxCount, "1 to 10^12"));
-  cmd->add_option("--data", flags->options.data, "mnist, fashion-mnist, or a directory of IDX files")->capture_default_str();
+  cmd->add_option("--data", flags->options.data,
+                  "mnist, fashion-mnist, or a directory of IDX files (default: the experiment's, mnist for most)");
   cmd->add_option("--threads", flags->threads, "Threads (default: all cores)")->check(threads_range());
   cmd->add_option("--limit-train", flags->options.limit_train, "Use only the first N training images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
   cmd->add_option("--limit-test", flags->options.limit_test, "Use only the first N test images")->check(integer_in(1, kMaxValues, "1 to " + std::to_string(kMaxValues)));
