@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 #include <bnlab/checkpoint.h>
@@ -19,9 +20,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const bnlab::DigitOptions options;  // 28x28, fit 20x20, MNIST's mean and std
+    bnlab::DigitOptions options;  // 28x28, fit 20x20, MNIST's mean and std
     bnlab::Network net = bnlab::build_network(bnlab::load_spec("seed"), {1, options.size, options.size});
-    bnlab::load_checkpoint(net, argv[1]);
+    const bnlab::Metadata meta = bnlab::load_checkpoint(net, argv[1]);
+    // The pixels scaled as the model was trained (bnlab train --input-scale; none recorded: standardize).
+    const auto recorded = meta.find(bnlab::kInputScaleKey);
+    options.input.scale = bnlab::checkpoint_input_scale(
+        recorded == meta.end() ? std::nullopt : std::optional(recorded->second), argv[1], std::nullopt);
     net.reserve_inference(1);
     const int64_t classes = bnlab::numel(net.output_shape());
 

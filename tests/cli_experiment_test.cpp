@@ -334,6 +334,7 @@ TEST_F(ExperimentCli, WeightDecayChecksScaleInvarianceAndTracksTheNorms) {
 }
 
 TEST_F(ExperimentCli, BatchSizeSeesTheSameImagesAtEveryBatchSize) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   // 4 steps of 64: 256 images per run, so 128 steps at batch 2 and 32 at batch 8.
   const auto csv = run_and_check("batch-size", "--steps 4 --sizes 2,8",
                                  "run,norm,mode,norm_batch,optimizer_batch,lr,seed,step,metric,value", {"batch-size"});
@@ -367,8 +368,45 @@ TEST_F(ExperimentCli, BatchSizeSeesTheSameImagesAtEveryBatchSize) {
 }
 
 TEST_F(ExperimentCli, BatchSizeRefusesBadSizesAndRates) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   for (const char* bad : {"--sizes 3", "--sizes 2,2", "--sizes 128", "--sizes 1", "--sizes 2,x", "--base-lr 0", "--base-lr fast"})
     expect_flag_refused("batch-size", bad);
+}
+
+TEST_F(ExperimentCli, TrainEvalGapMeasuresWithoutDisturbingTraining) {
+  const auto csv = run_and_check("train-eval-gap", "--steps 4 --eval-every 2 --precise-batches 2",
+                                 "run,recipe,variant,seed,step,channel,metric,value", {"train-eval-gap"});
+  std::map<std::string, double> value;  // "run,step,channel,metric" -> value
+  int ratios = 0;
+  for (size_t i = 1; i < csv.size(); ++i) {
+    const auto f = split_fields(csv[i]);
+    ASSERT_EQ(f.size(), 8u) << csv[i];
+    value[f[0] + "," + f[4] + "," + f[5] + "," + f[6]] = std::stod(f[7]);
+    if (f[6] == "var_ratio_eval") {
+      ++ratios;
+      EXPECT_GT(std::stod(f[7]), 0.0) << csv[i];
+    }
+  }
+  EXPECT_EQ(ratios, 4 * 128);  // 2 recipes x 2 networks x fc1's 128 channels
+  for (const char* metric : {"acc_ema", "acc_precise", "acc_precise_dropout_off"})
+    for (const char* step : {"0", "2", "4"})
+      EXPECT_TRUE(value.count(std::string("adadelta/seed/s1,") + step + ",," + metric)) << metric << " " << step;
+  // Precise BN puts the running statistics back: the run's EMA curve is bn-vs-nobn's seed run,
+  // the same seed, recipe, steps and evaluations, to the bit.
+  const fs::path plain = dir_.string() + "_plain";
+  const CommandResult r = bnlab(std::string("experiment bn-vs-nobn ") + kTiny + " --steps 4 --eval-every 2 --out " + plain.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto reference = lines_of(read_file(plain / "results.csv"));
+  fs::remove_all(plain);
+  int compared = 0;
+  for (const std::string& line : reference) {
+    const auto f = split_fields(line);  // run,model,recipe,seed,step,train_loss,test_loss,test_accuracy,status
+    if (f.size() != 9 || f[0] != "seed/adadelta/s1" || f[8] != "curve" || f[7] == "nan") continue;
+    EXPECT_EQ(value.at("adadelta/seed/s1," + f[4] + ",,acc_ema"), std::stod(f[7])) << "step " << f[4];
+    ++compared;
+  }
+  EXPECT_EQ(compared, 3);
+  expect_flag_refused("train-eval-gap", "--precise-batches 0");
 }
 
 // The rows of the landscape runs that training alone determines (curves and final accuracies).

@@ -211,6 +211,11 @@ TEST_F(Cli, InputScaleIsKeptWithTheCheckpoint) {
                                            " --batches 2 --limit-test 500 --threads 2");
   ASSERT_EQ(recalibrated.status, 0) << recalibrated.out;
   EXPECT_NE(read_file(path("r.safetensors")).find(R"("bnlab.input_scale":"raw")"), std::string::npos);
+  const CommandResult tuned = bnlab(std::string("train ") + kQuick + " --max-steps 2 --init-from " + m);
+  EXPECT_EQ(tuned.status, 2) << tuned.out;  // the default standardize is not what m was trained with
+  EXPECT_NE(tuned.out.find("--input-scale: standardize, but " + m + " was trained with raw"), std::string::npos) << tuned.out;
+  const CommandResult same = bnlab(std::string("train ") + kQuick + " --max-steps 2 --input-scale raw --init-from " + m);
+  EXPECT_EQ(same.status, 0) << same.out;
   const CommandResult served = bnlab("serve --weights " + m + " --port 0");
   EXPECT_EQ(served.status, 2) << served.out;
   EXPECT_NE(served.out.find("another --input-scale than standardize"), std::string::npos) << served.out;

@@ -39,9 +39,9 @@ TEST(InputScale, NamesReadBackAndOthersAreRefused) {
 }
 
 TEST(InputScale, GatherBatchFeedsTheSourcesScaling) {
-  DataSource source;
-  source.mean = 0.1307f;
-  source.std = 0.3081f;
+  DataSource source;  // statistics other than InputNormalization's defaults: they must come from here
+  source.mean = 0.25f;
+  source.std = 0.5f;
   Dataset& set = source.train;
   set.count = 1;
   set.height = 1;
@@ -58,11 +58,14 @@ TEST(InputScale, GatherBatchFeedsTheSourcesScaling) {
     for (int i = 0; i < 3; ++i) EXPECT_EQ(out[i], n(set.images[static_cast<size_t>(i)])) << input_scale_name(s);
     EXPECT_EQ(label, 4);
   }
-  source.scale = InputScale::Raw;
   float out[3];
   uint8_t label = 0;
+  source.scale = InputScale::Raw;
   gather_batch(out, &label, set, source, &index, 1);
   EXPECT_EQ(out[1], 100.0f);
+  source.scale = InputScale::Standardize;
+  gather_batch(out, &label, set, source, &index, 1);
+  EXPECT_EQ(out[2], (1.0f - 0.25f) / 0.5f);
 }
 
 std::string refusal(const std::optional<std::string>& recorded, const std::optional<std::string>& flag) {

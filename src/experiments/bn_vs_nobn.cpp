@@ -13,12 +13,6 @@
 namespace bnlab::experiments {
 namespace {
 
-struct Recipe {
-  const char* name;
-  const char* label;
-  OptimizerOptions optimizer;
-};
-
 const Recipe kRecipes[] = {
     {"adadelta", "Adadelta, lr 1.0 (the PyTorch example)", {.kind = OptimizerKind::Adadelta, .lr = 1.0}},
     {"sgd-lr1", "SGD, lr 1.0 (no momentum)", {.kind = OptimizerKind::SGD, .lr = 1.0}},

@@ -33,6 +33,13 @@ struct LoopOptions {
   std::function<void(std::vector<int64_t>& order, int64_t epoch)> epoch_order{};
 };
 
+// A training recipe of an experiment: its key in run names, its words in reports, the optimizer.
+struct Recipe {
+  const char* name;
+  const char* label;
+  OptimizerOptions optimizer;
+};
+
 // One point of a run's curve; NaN marks what was not measured at that point.
 struct CurvePoint {
   int64_t step = 0;

@@ -33,6 +33,7 @@ std::vector<std::unique_ptr<Experiment>> all() {
   list.push_back(make_input_normalization());
   list.push_back(make_weight_decay());
   list.push_back(make_batch_size());
+  list.push_back(make_train_eval_gap());
   return list;
 }
 

@@ -83,5 +83,6 @@ std::unique_ptr<Experiment> make_smoothness();
 std::unique_ptr<Experiment> make_input_normalization();
 std::unique_ptr<Experiment> make_weight_decay();
 std::unique_ptr<Experiment> make_batch_size();
+std::unique_ptr<Experiment> make_train_eval_gap();
 
 }  // namespace bnlab::experiments

@@ -286,10 +286,15 @@ class WeightDecay final : public Experiment {
     std::string verdict = "Multiplying a layer before BN by 10 changes the log-probabilities by at most " + fixed(worst_invariant, 6) +
                           " (eps's share of the variance changes) and divides its gradient by 10 to " +
                           fixed(100 * worst_ratio, 4) + "%; the same for fc2, which feeds LogSoftmax, changes them by " +
-                          fixed(fc2_change, 2) + ": **scale invariance held**. Without weight decay ||" + kTracked +
-                          ".weight|| went from " + fixed(w0, 3) + " to " + fixed(w_end, 3) + " at lr " + field(shown_lr) +
-                          ", so its effective learning rate fell by " + fixed(w_end * w_end / (w0 * w0), 2) +
-                          "x. After " + std::to_string(last) + " steps the final effective rate varies by up to " +
+                          fixed(fc2_change, 2) +
+                          (worst_invariant < 1e-3 && worst_ratio < 1e-2 && fc2_change > 0.1 ? ": **scale invariance held**. "
+                                                                                              : ": **scale invariance not shown** by these numbers. ") +
+                          (std::isfinite(w0) ? "Without weight decay ||" + std::string(kTracked) + ".weight|| went from " +
+                                                   fixed(w0, 3) + " to " + fixed(w_end, 3) + " at lr " + field(shown_lr) +
+                                                   ", so its effective learning rate fell by " +
+                                                   fixed(w_end * w_end / (w0 * w0), 2) + "x. "
+                                             : std::string()) +
+                          "After " + std::to_string(last) + " steps the final effective rate varies by up to " +
                           fixed(across_lr, 1) + "x between learning rates at the same lr x wd, and by up to " +
                           fixed(across_product, 1) + "x between products at the same learning rate" +
                           (collapsed_runs.empty() ? std::string() : " (left out: " + std::to_string(collapsed_runs.size()) +

@@ -66,6 +66,22 @@ TEST(OnnxExport, PreprocessingPutsTheNormalizationFirst) {
   EXPECT_EQ(model.graph().node(2).input(0), model.graph().node(1).output(0));
 }
 
+// Raw pixels: the graph takes pixels on [0, 1] and multiplies by 255; unit: nothing to add.
+TEST(OnnxExport, PreprocessingFollowsTheInputScale) {
+  Network net = build_network(load_spec("seed"), {1, 28, 28});
+  net.initialize(1);
+  const onnx::ModelProto raw = exported(net, {.with_preprocessing = true, .normalization = {.scale = InputScale::Raw}});
+  ASSERT_GE(ops(raw).size(), 2u);
+  EXPECT_EQ(ops(raw)[0], "Mul");
+  EXPECT_EQ(ops(raw)[1], "Conv");
+  EXPECT_NE(raw.doc_string().find("pixel * 255"), std::string::npos) << raw.doc_string();
+  const onnx::ModelProto unit = exported(net, {.with_preprocessing = true, .normalization = {.scale = InputScale::Unit}});
+  EXPECT_EQ(ops(unit)[0], "Conv");
+  const onnx::ModelProto plain = exported(net, {.normalization = {.scale = InputScale::Raw}});
+  EXPECT_EQ(ops(plain)[0], "Conv");
+  EXPECT_NE(plain.doc_string().find("input: normalized pixels, pixel * 255"), std::string::npos) << plain.doc_string();
+}
+
 // Folded, the BN after a Conv2d or Linear is gone; a BN after a ReLU stays a BatchNormalization.
 TEST(OnnxExport, FoldKeepsOnlyTheBatchNormAfterReLU) {
   Network seed = build_network(load_spec("seed"), {1, 28, 28});

@@ -97,6 +97,13 @@ void run_train(const TrainFlags& f) {
                         "--precise-bn");
   }
   net.initialize(options.seed);  // --init-from's weights replace these in train()
+  if (!options.init_from.empty()) {
+    // The weights only work with the scaling they were trained with: a model's bnlab.input_scale,
+    // a training checkpoint's run.input_scale (none: standardize, as PyTorch's state_dict).
+    Metadata meta = read_safetensors(options.init_from).metadata;
+    if (!meta.count(kInputScaleKey) && meta.count("run.input_scale")) meta[kInputScaleKey] = meta["run.input_scale"];
+    trained_input_scale(meta, options.init_from, f.input_scale);
+  }
 
   if (lead) {
     std::printf("bnlab train: model %s, data %s (%lld train / %lld test images), %d threads, "
