@@ -95,5 +95,7 @@ n: BatchNorm1d momentum=0.01 affine=true track_running_stats=false
 """)
 write("spec", "linear-only", "Flatten\nLinear out_features=1\n")
 write("spec", "one-layer", "ReLU")
+# A residual block is one layer of the network over three lines of the spec.
+write("spec", "residual", "Conv2d out_channels=4 kernel_size=3 padding=1\nResidual\n  BatchNorm2d\n  ReLU\nend\nFlatten\n")
 write("spec", "errors", "x: Conv2d out_channels=-1 kernel_size=99\n  y:: Bogus k=v =\n")
 write("spec", "big-numbers", "Conv2d out_channels=9223372036854775807 kernel_size=3 padding=4611686018427387904\n")
