@@ -3,12 +3,18 @@
 accumulate_seed_net.safetensors: two Adadelta steps with K = 4 micro-batches each
 ==================================================================================
 The tutorial's network (seed_net.py) with dropout1.p = 0 and the initial weights of
-golden_seed_net.py's closed formula. A training set of 26 images (28x28 uint8, torch.randint
-with the seed below) and labels; the batches are the samples 0..15 and 16..25 in file order
+golden_seed_net.py's closed formula. A training set of 27 images (28x28 uint8, torch.randint
+with the seed below) and labels; the batches are the samples 0..15 and 16..26 in file order
 (batch size 16, the second the epoch's smaller last batch).
 Each batch is normalized as bnlab's gather_batch does, in float32: (x / 255 - mean) / std with
 MNIST's mean 0.1307 and std 0.3081, and cut into micro-batches of 16 / 4 = 4 samples (the last
-one of the second batch holds the 2 left). Per batch:
+one of the second batch holds the 3 left). The recipe is ill-conditioned at most seeds: a
+BatchNorm1d over few samples divides by a tiny batch spread, and ReLU and max-pool ties let
+float32 summation order pick the gradient's path, so two correct float32 runs can differ by many
+tolerances (26 images at seed 1401: fc1.weight's row sums 4.4 tolerances apart between
+PyTorch's float32 and float64 runs on AMD EPYC Zen 4; 27 images at seed 1410: 560). Count and
+seed are the ones where float32 and float64 agree to 0.14 of the tolerance in every tensor.
+Per batch:
     opt.zero_grad()
     for each micro-batch of m samples (n in the batch):
         loss = F.nll_loss(net(x_micro), y_micro)           # train mode: BN per micro-batch
@@ -18,7 +24,7 @@ one of the second batch holds the 2 left). Per batch:
 so BN's running statistics move once per micro-batch: num_batches_tracked ends at 4 + 3 = 7.
 
 Tensors:
-    images (26,28,28), labels (26,)  F32 holding the integer values
+    images (27,28,28), labels (27,)  F32 holding the integer values
     loss (2,)    each step's batch loss: the sum of the scaled micro-batch losses
     after.<p>    the parameters after both steps (fc1.weight as .rowsum and .slice, see
                  golden_seed_net.py)
@@ -33,8 +39,8 @@ from golden_common import detached, store_params, write_fixture
 from golden_seed_net import init_value_tensor
 from seed_net import Net
 
-SEED = 1401
-COUNT, BATCH, K = 26, 16, 4
+SEED = 1413
+COUNT, BATCH, K = 27, 16, 4
 MEAN, STD = 0.1307, 0.3081
 
 
