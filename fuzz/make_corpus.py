@@ -97,5 +97,24 @@ write("spec", "linear-only", "Flatten\nLinear out_features=1\n")
 write("spec", "one-layer", "ReLU")
 # A residual block is one layer of the network over three lines of the spec.
 write("spec", "residual", "Conv2d out_channels=4 kernel_size=3 padding=1\nResidual\n  BatchNorm2d\n  ReLU\nend\nFlatten\n")
+# Shortcut layers, the zero-padding shortcut, the scalar layers, average pools, init keys.
+write("spec", "residual-shortcuts", """\
+Conv2d out_channels=4 kernel_size=3 padding=1 init=kaiming_normal init_gain=0.5
+d: Residual
+  Conv2d out_channels=8 kernel_size=3 stride=2 padding=1 bias=false
+  BatchNorm2d
+shortcut
+  Conv2d out_channels=8 kernel_size=1 stride=2 bias=false init=zeros
+  BatchNorm2d
+end
+p: Residual shortcut=pad
+  Bias
+  Conv2d out_channels=12 kernel_size=3 stride=2 padding=1
+  Scale init=0
+end
+AvgPool2d kernel_size=2 stride=1 padding=1
+AdaptiveAvgPool2d output_size=1
+Flatten
+""")
 write("spec", "errors", "x: Conv2d out_channels=-1 kernel_size=99\n  y:: Bogus k=v =\n")
 write("spec", "big-numbers", "Conv2d out_channels=9223372036854775807 kernel_size=3 padding=4611686018427387904\n")

@@ -421,5 +421,35 @@ TEST_F(AccumulateParity, FourMicroBatchesEqualPyTorchsRecipe) {
   }
 }
 
+// ---------------------------------------------------------------------------- residual networks
+
+// The residual pieces of bnlab's ResNets (tools/golden/golden_resnet.py): identity, shortcut-layer
+// and zero-padding blocks, Scale and Bias, AvgPool2d and AdaptiveAvgPool2d, one training step and
+// one evaluation, the network built from the spec the fixture carries.
+TEST(ResNetParity, BlocksShortcutsScalarsAndPoolsAgreeWithPyTorch) {
+  const SafetensorsFile f = read_safetensors(kFixtures + "/resnet_blocks.safetensors");
+  constexpr Tolerance kNet{1e-4, 1e-5};
+  const Shape x_shape = shape_of(f, "x");
+  const int64_t n = x_shape[0];
+  Network net = build_network(parse_spec(f.metadata.at("spec"), "resnet_blocks.spec"), per_sample(x_shape));
+  net.reserve(n);
+  int copied = 0;
+  for (const TensorView& v : net.named_parameters()) {
+    std::copy_n(f.f32("init." + v.name, v.shape), numel(v.shape), static_cast<float*>(v.data));
+    ++copied;
+  }
+  EXPECT_EQ(copied, 27);  // every PyTorch parameter has its bnlab namesake
+  const float* x = f.f32("x", x_shape);
+  expect_close(f, "y_train", net.forward(x, n, {.mode = Mode::Train}), kNet);
+  net.zero_grad();
+  std::vector<float> dx(static_cast<size_t>(numel(x_shape)));
+  net.backward(f.f32("dy", shape_of(f, "dy")), n, dx.data());
+  expect_close(f, "dx", dx.data(), kNet);
+  for (const TensorView& g : net.named_gradients()) expect_close(f, "grad." + g.name, static_cast<const float*>(g.data), kNet);
+  for (const TensorView& v : net.state_dict())
+    if (v.name.find("running_") != std::string::npos) expect_close(f, "after." + v.name, static_cast<const float*>(v.data), kNet);
+  expect_close(f, "y_eval", net.forward(x, n, {.mode = Mode::Eval}), kNet);
+}
+
 }  // namespace
 }  // namespace bnlab

@@ -22,7 +22,7 @@ enum class Mode { Train, Eval };
 // What a layer computes, for the passes that rewrite a network (src/nn/fusion.cpp, fold.cpp):
 // they match kinds, so that no layer needs a hook per fusion.
 enum class LayerKind { Conv2d, Linear, BatchNorm, ReLU, MaxPool2d, Dropout, Flatten, LogSoftmax, Sigmoid, Tanh, Residual,
-                       GroupNorm, LayerNorm, InstanceNorm, ChannelNoise };
+                       GroupNorm, LayerNorm, InstanceNorm, ChannelNoise, AvgPool2d, GlobalAvgPool, Scale, Bias };
 
 // What a layer owns in the network's flat buffers, under PyTorch's state_dict names.
 enum class Role {
@@ -37,6 +37,8 @@ enum class Init {
                  // for weights and its bias rule, which give the same bound
   Ones,
   Zeros,
+  KaimingNormal,  // N(0, gain^2 * 2 / fan_in): He et al. 2015, PyTorch's kaiming_normal_ (fan_in,
+                  // ReLU gain) times `gain` (Fixup scales its branches' convolutions down)
 };
 
 struct TensorDecl {
@@ -44,7 +46,8 @@ struct TensorDecl {
   Shape shape;
   Role role = Role::Parameter;
   Init init = Init::None;
-  int64_t fan_in = 0;  // for Init::FanInUniform
+  int64_t fan_in = 0;  // for Init::FanInUniform and Init::KaimingNormal
+  double gain = 1.0;   // for Init::KaimingNormal
 };
 
 // Where a declared tensor lives once the network has allocated it.
@@ -113,8 +116,10 @@ class Layer {
   // (first layer). Parameter gradients accumulate into their slots.
   virtual void backward(float* dx, const float* dy, const float* x, const float* y, int64_t n) = 0;
 
-  // The layers a block runs inside it (Residual's body); empty for a plain layer.
+  // The layers a block runs inside it (Residual's body, then its shortcut's layers); empty for a
+  // plain layer. children().first(shortcut_begin()) is the body.
   virtual std::span<const NamedLayer> children() const { return {}; }
+  virtual size_t shortcut_begin() const { return children().size(); }
 
   // The spec format's settings that rebuild this layer (`out_channels=32`, ...): with type(),
   // a spec line (spec_text(const Network&)); the keys are docs/guide.md's.

@@ -12,17 +12,27 @@
 
 namespace bnlab {
 
+// How Conv2d and Linear start their parameters (Network::initialize): PyTorch's default
+// (U(+-1/sqrt(fan_in)) for weight and bias), all zeros (Fixup's last layer of each residual
+// branch and its classifier), or He et al. 2015's normal weights times `init_gain` with zero bias
+// (Fixup's other branch layers, gain L^(-1/(2m-2)) for L blocks of m layers).
+enum class WeightInit { Default, Zeros, KaimingNormal };
+
 struct Conv2dOptions {
   int64_t out_channels = 0;
   int64_t kernel_size = 0;
   int64_t stride = 1;
   int64_t padding = 0;
   bool bias = true;
+  WeightInit init = WeightInit::Default;
+  double init_gain = 1.0;  // KaimingNormal only
 };
 
 struct LinearOptions {
   int64_t out_features = 0;
   bool bias = true;
+  WeightInit init = WeightInit::Default;
+  double init_gain = 1.0;  // KaimingNormal only
 };
 
 // Dimensionality a BatchNorm layer accepts: BatchNorm1d takes (C) or (C, L) per sample,
@@ -101,6 +111,14 @@ struct MaxPool2dOptions {
   int64_t padding = 0;
 };
 
+// Average pooling as PyTorch's avg_pool2d: K x K windows every `stride`, zero padding counted in
+// the divisor (count_include_pad=True), so every window divides by K * K.
+struct AvgPool2dOptions {
+  int64_t kernel_size = 2;
+  int64_t stride = 0;  // 0: same as kernel_size, as PyTorch
+  int64_t padding = 0;
+};
+
 struct DropoutOptions {
   double p = 0.5;
 };
@@ -126,8 +144,27 @@ std::unique_ptr<Layer> make_flatten();
 std::unique_ptr<Layer> make_log_softmax();
 std::unique_ptr<Layer> make_sigmoid();
 std::unique_ptr<Layer> make_tanh();
-// y = x + f(x), f the layers of `body` in order; f must keep the shape. Its tensors are named
-// "<layer>.<tensor>" after the body's layer names (the network prefixes the block's name).
-std::unique_ptr<Layer> make_residual(std::vector<NamedLayer> body);
+// AdaptiveAvgPool2d(1), global average pooling: (C, H, W) -> (C, 1, 1), each channel's mean.
+std::unique_ptr<Layer> make_avgpool2d(const AvgPool2dOptions& options);
+std::unique_ptr<Layer> make_global_avgpool();
+// y = x * weight and y = x + bias with one learnable scalar ([1], named "weight" and "bias"):
+// SkipInit's branch multiplier (De & Smith 2020, started at 0) and Fixup's scalar multiplier and
+// biases (Zhang et al. 2019, started at 1 and 0).
+std::unique_ptr<Layer> make_scale(double init);
+std::unique_ptr<Layer> make_bias();
+
+// The skip path of a residual block, y = f(x) + skip(x):
+//   Identity  skip(x) = x; f must keep the shape
+//   ZeroPad   He et al. 2016's option A: x[:, :, ::s, ::s] with zero channels after x's, for an f
+//             that strides by s (ceil(H / s) = f's height) and widens (f's channels >= x's)
+//   Layers    the block's shortcut layers run on x (a strided 1x1 Conv2d and a BatchNorm2d, as
+//             torchvision's downsample), their output of f's shape
+enum class Shortcut { Identity, ZeroPad, Layers };
+
+// y = f(x) + skip(x), f the layers of `body` in order, skip the Shortcut (`shortcut`'s layers
+// when not empty, then Shortcut::Layers). Its tensors are named "<layer>.<tensor>" after the
+// layer names of body and shortcut, one namespace (the network prefixes the block's name).
+std::unique_ptr<Layer> make_residual(std::vector<NamedLayer> body, Shortcut skip = Shortcut::Identity,
+                                     std::vector<NamedLayer> shortcut = {});
 
 }  // namespace bnlab

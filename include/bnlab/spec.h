@@ -52,6 +52,7 @@ std::string spec_text(const NetworkSpec& spec);
 // as a spec: what rebuilds it with the same state_dict names (residual blocks included).
 SpecLine spec_line(const NamedLayer& layer);
 SpecLine block_end();  // the `end` line that closes a Residual block
+SpecLine shortcut_divider();  // the `shortcut` line between a block's body and its shortcut layers
 NetworkSpec network_spec(const Network& net);
 std::string spec_text(const Network& net);
 

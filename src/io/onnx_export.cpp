@@ -3,7 +3,11 @@
 // running statistics, which is what it computes at inference whatever its training options.
 //   Conv2d      Conv                    Linear       Gemm (transB)
 //   BatchNorm   BatchNormalization      ReLU, Sigmoid, Tanh, LogSoftmax, Flatten, MaxPool2d: same
-//   Dropout     nothing (eval)          Residual     the body, then Add(x, body)
+//   Dropout     nothing (eval)          Residual     the body, then Add with the skip path:
+//     x itself, the shortcut's layers, or for shortcut=pad a 1x1 Conv of stride s with a constant
+//     0/1 weight that copies x's channels and adds zero ones (exact: x * 1 plus zeros)
+//   AvgPool2d   AveragePool (count_include_pad=1)   AdaptiveAvgPool2d  GlobalAveragePool
+//   Scale, Bias  Mul, Add with their [1] tensor
 //   ChannelNoise  Mul by its eval scale (1 + scale) / 2
 //   GroupNorm, LayerNorm, InstanceNorm: x as (N, G, -1) (G = C for InstanceNorm, 1 for LayerNorm),
 //     InstanceNormalization without affine, back to x's shape, then the affine as Mul and Add;
@@ -127,13 +131,43 @@ class Exporter {
         return g_.node("MaxPool", name, {x},
                        {ints_attr("kernel_shape", {k, k}), ints_attr("strides", {s, s}), ints_attr("pads", {p, p, p, p})});
       }
-      case LayerKind::Residual: {
-        Shape body_shape = shape;
-        const std::string body = level(l.children(), name + ".", x, body_shape);
-        return g_.node("Add", name, {x, body});
+      case LayerKind::AvgPool2d: {
+        const int64_t k = int_setting(l, "kernel_size", 2), s = int_setting(l, "stride", k);
+        const int64_t p = int_setting(l, "padding", 0);
+        shape = {shape[0], window_out(shape[1], k, s, p), window_out(shape[2], k, s, p)};
+        return g_.node("AveragePool", name, {x},
+                       {ints_attr("kernel_shape", {k, k}), ints_attr("strides", {s, s}), ints_attr("pads", {p, p, p, p}),
+                        int_attr("count_include_pad", 1)});
       }
+      case LayerKind::GlobalAvgPool:
+        shape = {shape[0], 1, 1};
+        return g_.node("GlobalAveragePool", name, {x});
+      case LayerKind::Scale: return g_.node("Mul", name, {x, tensor(name + ".weight")});
+      case LayerKind::Bias: return g_.node("Add", name, {x, tensor(name + ".bias")});
+      case LayerKind::Residual: return residual(l, name, x, shape);
+
     }
     fail("onnx export", label, "has no ONNX form");
+  }
+
+  // y = f(x) + skip(x) (Residual): the body's value, the skip path's, their sum.
+  std::string residual(const Layer& l, const std::string& name, const std::string& x, Shape& shape) {
+    const std::span<const NamedLayer> children = l.children();
+    const size_t split = l.shortcut_begin();
+    const Shape in = shape;
+    const std::string body = level(children.first(split), name + ".", x, shape);
+    std::string skip = x;
+    if (split < children.size()) {
+      Shape skip_shape = in;
+      skip = level(children.subspan(split), name + ".", x, skip_shape);
+    } else if (setting(l, "shortcut", "identity") == "pad") {
+      const int64_t stride = (in[1] + shape[1] - 1) / shape[1], out_channels = shape[0], in_channels = in[0];
+      std::vector<float> copy(static_cast<size_t>(out_channels * in_channels), 0.0f);
+      for (int64_t c = 0; c < in_channels; ++c) copy[static_cast<size_t>(c * in_channels + c)] = 1.0f;
+      skip = g_.node("Conv", name + "/skip", {x, g_.float_tensor(name + ".onnx_skip", {out_channels, in_channels, 1, 1}, copy.data())},
+                     {ints_attr("kernel_shape", {1, 1}), ints_attr("strides", {stride, stride})});
+    }
+    return g_.node("Add", name, {skip, body});
   }
 
   // Eval-mode normalization with running statistics: BatchNormalization (scale 1, bias 0 when

@@ -16,11 +16,12 @@ set(BNLAB_KERNEL_SOURCES
   ${_k}/conv.cpp ${_k}/vector_rows.cpp ${_k}/gemm.cpp
   ${_k}/winograd/conv_winograd.cpp ${_k}/winograd/winograd_input.cpp ${_k}/winograd/winograd_output.cpp
   ${_k}/winograd/winograd_filter.cpp
-  ${_k}/pool/pool.cpp
+  # pooling: max (with the 2x2 fast path), average, global average
+  ${_k}/pool/pool.cpp ${_k}/pool/avgpool.cpp
   # the run-time choice of instruction set (BNLAB_MAX_CPU_ISA), and the hand-written AVX-512 paths
   ${_k}/x86/cpu_isa.cpp
   ${_k}/x86/winograd_avx512.cpp ${_k}/x86/pool_avx512.cpp
-  ${_k}/elementwise.cpp ${_k}/softmax.cpp ${_k}/linear.cpp ${_k}/sigmoid.cpp)
+  ${_k}/elementwise.cpp ${_k}/scalar.cpp ${_k}/softmax.cpp ${_k}/linear.cpp ${_k}/sigmoid.cpp)
 # x * alpha + beta must become one FMA where the CPU has it, as in PyTorch (batchnorm/rows.h); the
 # Winograd transforms apply the same map when inference folds BN into the convolution.
 set_source_files_properties(${_k}/batchnorm/rows.cpp ${_k}/winograd/winograd_input.cpp

@@ -7,6 +7,7 @@
 #include "kernels/conv.h"
 #include "layers/layer_kinds.h"
 #include "layers/spec_values.h"
+#include "layers/weight_init.h"
 
 namespace bnlab {
 namespace {
@@ -45,15 +46,8 @@ class Conv2d final : public Conv2dLayer {
   }
 
   std::vector<TensorDecl> declare() const override {
-    const int64_t fan_in = geometry_.col_rows();
-    std::vector<TensorDecl> decls = {
-        {"weight",
-         {geometry_.out_channels, geometry_.in_channels, geometry_.kernel_h, geometry_.kernel_w},
-         Role::Parameter, Init::FanInUniform, fan_in}};
-    if (options_.bias) {
-      decls.push_back({"bias", {geometry_.out_channels}, Role::Parameter, Init::FanInUniform, fan_in});
-    }
-    return decls;
+    return weight_and_bias({geometry_.out_channels, geometry_.in_channels, geometry_.kernel_h, geometry_.kernel_w},
+                           options_.bias, geometry_.col_rows(), options_.init, options_.init_gain);
   }
 
   void bind(std::span<const TensorSlot> slots) override {
@@ -93,6 +87,7 @@ class Conv2d final : public Conv2dLayer {
     if (options_.stride != 1) s.emplace_back("stride", spec_value(options_.stride));
     if (options_.padding != 0) s.emplace_back("padding", spec_value(options_.padding));
     if (!options_.bias) s.emplace_back("bias", "false");
+    add_init_settings(s, options_.init, options_.init_gain);
     return s;
   }
 

@@ -6,6 +6,7 @@
 #include "bnlab/layers.h"
 #include "kernels/linear.h"
 #include "layers/spec_values.h"
+#include "layers/weight_init.h"
 
 namespace bnlab {
 namespace {
@@ -29,12 +30,8 @@ class Linear final : public Layer {
   }
 
   std::vector<TensorDecl> declare() const override {
-    std::vector<TensorDecl> decls = {{"weight", {options_.out_features, in_features_},
-                                      Role::Parameter, Init::FanInUniform, in_features_}};
-    if (options_.bias) {
-      decls.push_back({"bias", {options_.out_features}, Role::Parameter, Init::FanInUniform, in_features_});
-    }
-    return decls;
+    return weight_and_bias({options_.out_features, in_features_}, options_.bias, in_features_, options_.init,
+                           options_.init_gain);
   }
 
   void bind(std::span<const TensorSlot> slots) override {
@@ -56,6 +53,7 @@ class Linear final : public Layer {
   std::vector<std::pair<std::string, std::string>> spec_settings() const override {
     std::vector<std::pair<std::string, std::string>> s = {{"out_features", spec_value(options_.out_features)}};
     if (!options_.bias) s.emplace_back("bias", "false");
+    add_init_settings(s, options_.init, options_.init_gain);
     return s;
   }
 

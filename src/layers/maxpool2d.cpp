@@ -6,6 +6,7 @@
 #include "bnlab/layers.h"
 #include "kernels/pool/pool.h"
 #include "layers/layer_kinds.h"
+#include "layers/pool_window.h"
 #include "layers/spec_values.h"
 
 namespace bnlab {
@@ -20,22 +21,7 @@ class MaxPool2d final : public MaxPool2dLayer {
   std::string_view type() const override { return "MaxPool2d"; }
 
   Shape setup(const Shape& in) override {
-    if (in.size() != 3) fail("MaxPool2d", "input", "expects (C, H, W) per sample, got " + to_string(in));
-    if (options_.kernel_size <= 0) fail("MaxPool2d", "kernel_size", "must be positive");
-    if (options_.stride <= 0) fail("MaxPool2d", "stride", "must be positive");
-    // With the input and the kernel at most kMaxValues, no size below can overflow.
-    if (options_.kernel_size > kMaxValues) {
-      fail("MaxPool2d", "kernel_size", "must be at most " + std::to_string(kMaxValues));
-    }
-    if (options_.padding < 0 || options_.padding > options_.kernel_size / 2) {
-      fail("MaxPool2d", "padding", "must be between 0 and half the kernel size");
-    }
-    checked_numel(in, "MaxPool2d", "input");
-    geometry_ = {in[0], in[1], in[2], options_.kernel_size, options_.stride, options_.padding};
-    if (in[1] + 2 * options_.padding < options_.kernel_size ||
-        in[2] + 2 * options_.padding < options_.kernel_size) {
-      fail("MaxPool2d", "kernel_size", "window larger than the input " + to_string(in));
-    }
+    geometry_ = pool_window("MaxPool2d", in, options_.kernel_size, options_.stride, options_.padding);
     return {in[0], geometry_.out_height(), geometry_.out_width()};
   }
 

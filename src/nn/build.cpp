@@ -152,8 +152,26 @@ InstanceNormOptions instancenorm_options(Settings& s) {
           .track_running_stats = s.boolean("track_running_stats", false)};
 }
 
-// A residual block: `[name:] Residual`, its layers, then a line `end` (parse_spec checks nesting).
+// The `init` and `init_gain` keys of Conv2d and Linear (WeightInit in layers.h).
+std::pair<WeightInit, double> weight_init(Settings& s) {
+  WeightInit init = WeightInit::Default;
+  if (const SpecSetting* k = s.find("init")) {
+    if (k->value == "zeros") init = WeightInit::Zeros;
+    else if (k->value == "kaiming_normal") init = WeightInit::KaimingNormal;
+    else if (k->value != "default") s.error(k->column, "init: '" + k->value + "' is not default, zeros or kaiming_normal");
+  }
+  const double gain = s.real("init_gain", 1.0);
+  if (const SpecSetting* k = s.find("init_gain")) {
+    if (init != WeightInit::KaimingNormal) s.error(k->column, "init_gain: needs init=kaiming_normal");
+    if (!(gain > 0 && gain <= 100)) s.error(k->column, "init_gain: must be in (0, 100]");
+  }
+  return {init, gain};
+}
+
+// A residual block: `[name:] Residual [shortcut=pad]`, its layers, optionally a line `shortcut`
+// and the shortcut's layers, then a line `end` (parse_spec checks nesting).
 constexpr const char* kResidual = "Residual";
+constexpr const char* kShortcut = "shortcut";
 constexpr const char* kBlockEnd = "end";
 
 using Factory = std::function<std::unique_ptr<Layer>(Settings&)>;
@@ -162,16 +180,22 @@ const std::map<std::string, Factory>& factories() {
   static const std::map<std::string, Factory> table = {
       {"Conv2d",
        [](Settings& s) {
+         const auto [init, gain] = weight_init(s);
          return make_conv2d({.out_channels = s.integer("out_channels", std::nullopt, 1),
                              .kernel_size = s.integer("kernel_size", std::nullopt, 1),
                              .stride = s.integer("stride", 1, 1),
                              .padding = s.integer("padding", 0, 0),
-                             .bias = s.boolean("bias", true)});
+                             .bias = s.boolean("bias", true),
+                             .init = init,
+                             .init_gain = gain});
        }},
       {"Linear",
        [](Settings& s) {
+         const auto [init, gain] = weight_init(s);
          return make_linear({.out_features = s.integer("out_features", std::nullopt, 1),
-                             .bias = s.boolean("bias", true)});
+                             .bias = s.boolean("bias", true),
+                             .init = init,
+                             .init_gain = gain});
        }},
       {"BatchNorm1d",
        [](Settings& s) { return make_batchnorm(BatchNormKind::OneD, batchnorm_options(s)); }},
@@ -200,6 +224,27 @@ const std::map<std::string, Factory>& factories() {
                                 .stride = s.integer("stride", kernel, 1),
                                 .padding = s.integer("padding", 0, 0)});
        }},
+      {"AvgPool2d",
+       [](Settings& s) {
+         const int64_t kernel = s.integer("kernel_size", std::nullopt, 1);
+         return make_avgpool2d({.kernel_size = kernel,
+                                .stride = s.integer("stride", kernel, 1),
+                                .padding = s.integer("padding", 0, 0)});
+       }},
+      {"AdaptiveAvgPool2d",
+       [](Settings& s) {
+         if (s.integer("output_size", std::nullopt, 1) != 1) {
+           s.error(s.find("output_size")->column, "output_size: only 1 (global average pooling) is supported");
+         }
+         return make_global_avgpool();
+       }},
+      {"Scale",
+       [](Settings& s) {
+         const double init = s.real("init", 1.0);
+         if (init != 0 && init != 1) s.error(s.find("init")->column, "init: must be 0 (SkipInit) or 1 (Fixup)");
+         return make_scale(init);
+       }},
+      {"Bias", [](Settings&) { return make_bias(); }},
       {"Dropout",
        [](Settings& s) {
          const double p = s.real("p", 0.5);
@@ -242,37 +287,41 @@ void setup_layer(const NetworkSpec& spec, const SpecLine& line, Layer& layer, Sh
   }
 }
 
-// The layers of one nesting level, from spec.layers[pos] up to the `end` that closes the block
-// (in_block) or the end of the spec; `pos` moves past them, `shape` becomes their output shape.
-// A `Residual` line takes the lines up to its matching `end` as its body. Unnamed layers are
-// named by their index in their level, a block counting as one layer, as in nn.Sequential.
-std::vector<NamedLayer> build_level(const NetworkSpec& spec, size_t& pos, Shape& shape, bool in_block) {
+std::unique_ptr<Layer> build_block(const NetworkSpec& spec, const SpecLine& line, Settings& settings, size_t& pos,
+                                   const Shape& shape);
+
+// The layers of one nesting level, from spec.layers[pos] up to the `shortcut` or `end` that ends
+// it (in_block; `stop` becomes that line's type) or the end of the spec; `pos` moves past them,
+// `shape` becomes their output shape. A `Residual` line takes the lines up to its matching `end`
+// as its body and shortcut. Unnamed layers are named by their index in their level (after
+// `unnamed`, "shortcut." for a shortcut's), a block counting as one layer, as in nn.Sequential.
+std::vector<NamedLayer> build_level(const NetworkSpec& spec, size_t& pos, Shape& shape, bool in_block,
+                                    std::string& stop, const std::string& unnamed = "") {
   std::vector<NamedLayer> layers;
   std::set<std::string> names;
   while (pos < spec.layers.size()) {
     const SpecLine& line = spec.layers[pos++];
-    if (line.type == kBlockEnd) {
-      if (!in_block) line_error(spec, line, line.column, "'end' without a Residual block to close");
+    if (line.type == kBlockEnd || line.type == kShortcut) {
+      if (!in_block) line_error(spec, line, line.column, "'" + line.type + "' outside a Residual block");
+      stop = line.type;
       return layers;
     }
     Settings settings(spec, line);
     std::unique_ptr<Layer> layer;
     if (line.type == kResidual) {
-      settings.reject_unknown();
-      Shape inner = shape;
-      layer = make_residual(build_level(spec, pos, inner, true));
+      layer = build_block(spec, line, settings, pos, shape);
     } else {
       auto factory = factories().find(line.type);
       if (factory == factories().end()) {
         std::string known;
         for (const auto& [type, _] : factories()) known += (known.empty() ? "" : ", ") + type;
         line_error(spec, line, line.column, "unknown layer type '" + line.type + "' (known: " + known + ", " +
-                                                kResidual + " ... end)");
+                                                kResidual + " ... [shortcut ...] end)");
       }
       layer = factory->second(settings);
       settings.reject_unknown();
     }
-    const std::string name = line.name.empty() ? std::to_string(layers.size()) : line.name;
+    const std::string name = line.name.empty() ? unnamed + std::to_string(layers.size()) : line.name;
     if (!names.insert(name).second) line_error(spec, line, 1, "layer name '" + name + "' is used twice");
     setup_layer(spec, line, *layer, shape);
     layers.push_back({name, std::move(layer)});
@@ -281,12 +330,43 @@ std::vector<NamedLayer> build_level(const NetworkSpec& spec, size_t& pos, Shape&
   return layers;
 }
 
+// The block that `line` (a Residual) opens, on input `shape`: its body, and its shortcut's layers
+// after a line `shortcut` (their names one namespace with the body's).
+std::unique_ptr<Layer> build_block(const NetworkSpec& spec, const SpecLine& line, Settings& settings, size_t& pos,
+                                   const Shape& shape) {
+  Shortcut skip = Shortcut::Identity;
+  const SpecSetting* key = settings.find("shortcut");
+  if (key && key->value == "pad") skip = Shortcut::ZeroPad;
+  else if (key && key->value != "identity") {
+    settings.error(key->column, "shortcut: '" + key->value + "' is not identity or pad (shortcut layers go after a line 'shortcut')");
+  }
+  settings.reject_unknown();
+  Shape inner = shape;
+  std::string stop;
+  std::vector<NamedLayer> body = build_level(spec, pos, inner, true, stop);
+  std::vector<NamedLayer> shortcut;
+  if (stop == kShortcut) {
+    const SpecLine& divider = spec.layers[pos - 1];
+    if (skip == Shortcut::ZeroPad) {
+      line_error(spec, divider, divider.column, "shortcut layers and shortcut=pad (line " + std::to_string(line.line) +
+                                                    ") exclude each other");
+    }
+    Shape from = shape;
+    shortcut = build_level(spec, pos, from, true, stop, "shortcut.");
+    for (const NamedLayer& s : shortcut)
+      for (const NamedLayer& b : body)
+        if (s.name == b.name) line_error(spec, divider, divider.column, "layer name '" + s.name + "' is used in the body and the shortcut");
+  }
+  return make_residual(std::move(body), skip, std::move(shortcut));
+}
+
 }  // namespace
 
 Network build_network(const NetworkSpec& spec, const Shape& input_shape) {
   size_t pos = 0;
   Shape shape = input_shape;
-  std::vector<NamedLayer> layers = build_level(spec, pos, shape, false);
+  std::string stop;
+  std::vector<NamedLayer> layers = build_level(spec, pos, shape, false, stop);
   return Network(std::move(layers), input_shape);
 }
 

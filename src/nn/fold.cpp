@@ -28,9 +28,16 @@ void fold_level(std::span<const NamedLayer> layers, const std::string& prefix, N
                 std::vector<Fold>& folds) {
   for (size_t i = 0; i < layers.size(); ++i) {
     SpecLine line = spec_line(layers[i]);
-    if (!layers[i].layer->children().empty()) {
+    if (const std::span<const NamedLayer> children = layers[i].layer->children(); !children.empty()) {
+      // body and shortcut fold apart: a BN never absorbs into the other chain's layer
+      const std::string inner = prefix + layers[i].name + ".";
+      const size_t split = layers[i].layer->shortcut_begin();
       out.layers.push_back(line);
-      fold_level(layers[i].layer->children(), prefix + layers[i].name + ".", out, folds);
+      fold_level(children.first(split), inner, out, folds);
+      if (split < children.size()) {
+        out.layers.push_back(shortcut_divider());
+        fold_level(children.subspan(split), inner, out, folds);
+      }
       out.layers.push_back(block_end());
       continue;
     }

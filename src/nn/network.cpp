@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numbers>
 
 #include "bnlab/error.h"
 #include "bnlab/rng.h"
@@ -102,6 +103,16 @@ void Network::initialize(uint64_t seed) {
           for (int64_t j = 0; j < n; ++j) {
             const double u = random_uniform(key, static_cast<uint64_t>(j));
             data[j] = static_cast<float>((2.0 * u - 1.0) * bound);
+          }
+          break;
+        }
+        case Init::KaimingNormal: {
+          // Box-Muller on two uniforms per value; 1 - u keeps the logarithm's argument in (0, 1].
+          const double std = s.decl.gain * std::sqrt(2.0 / static_cast<double>(s.decl.fan_in));
+          for (int64_t j = 0; j < n; ++j) {
+            const double u1 = 1.0 - random_uniform(key, 2 * static_cast<uint64_t>(j));
+            const double u2 = random_uniform(key, 2 * static_cast<uint64_t>(j) + 1);
+            data[j] = static_cast<float>(std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2));
           }
           break;
         }

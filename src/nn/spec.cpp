@@ -47,23 +47,40 @@ std::vector<Token> split_tokens(std::string_view line) {
   return tokens;
 }
 
-// Residual blocks: a `Residual` line opens one, a line `end` closes the innermost open one.
-// Checks the nesting here so that build.cpp sees only well-formed blocks.
+// Residual blocks: a `Residual` line opens one, a line `shortcut` may split it into body and
+// shortcut layers, a line `end` closes the innermost open one. Checks the nesting here so that
+// build.cpp sees only well-formed blocks.
 void check_blocks(const NetworkSpec& spec) {
-  std::vector<const SpecLine*> open;
+  struct Open {
+    const SpecLine* block;
+    const SpecLine* shortcut;
+  };
+  std::vector<Open> open;
+  const auto bare = [&](const SpecLine& line, const std::string& what) {
+    if (!line.name.empty()) syntax_error(spec.source, line.line, 1, "'" + line.type + "' " + what + " and takes no name");
+    if (!line.settings.empty()) {
+      syntax_error(spec.source, line.line, line.settings[0].column, "'" + line.type + "' takes no settings");
+    }
+  };
   for (const SpecLine& line : spec.layers) {
     if (line.type == "Residual") {
-      open.push_back(&line);
+      open.push_back({&line, nullptr});
+    } else if (line.type == "shortcut") {
+      bare(line, "starts a block's shortcut layers");
+      if (open.empty()) syntax_error(spec.source, line.line, line.column, "'shortcut' outside a Residual block");
+      if (open.back().shortcut) syntax_error(spec.source, line.line, line.column, "a Residual block has one 'shortcut' line");
+      if (&line == open.back().block + 1) syntax_error(spec.source, open.back().block->line, open.back().block->column, "Residual block has no layers before 'shortcut'");
+      open.back().shortcut = &line;
     } else if (line.type == "end") {
-      if (!line.name.empty()) syntax_error(spec.source, line.line, 1, "'end' closes a block and takes no name");
-      if (!line.settings.empty()) syntax_error(spec.source, line.line, line.settings[0].column, "'end' takes no settings");
+      bare(line, "closes a block");
       if (open.empty()) syntax_error(spec.source, line.line, line.column, "'end' without a Residual block to close");
-      if (&line == open.back() + 1) syntax_error(spec.source, open.back()->line, open.back()->column, "Residual block has no layers");
+      if (&line == open.back().block + 1) syntax_error(spec.source, open.back().block->line, open.back().block->column, "Residual block has no layers");
+      if (open.back().shortcut && &line == open.back().shortcut + 1) syntax_error(spec.source, open.back().shortcut->line, open.back().shortcut->column, "'shortcut' has no layers before 'end'");
       open.pop_back();
     }
   }
   if (!open.empty()) {
-    syntax_error(spec.source, open.back()->line, open.back()->column, "Residual block is not closed by a line 'end'");
+    syntax_error(spec.source, open.back().block->line, open.back().block->column, "Residual block is not closed by a line 'end'");
   }
 }
 

@@ -68,9 +68,9 @@ TEST(Spec, CommentsBlankLinesAndSettingsParse) {
 
 TEST(Spec, ErrorsPointAtLineAndColumn) {
   EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3\nFoo\n"),
-            "net.spec:2:1: unknown layer type 'Foo' (known: BatchNorm1d, BatchNorm2d, ChannelNoise, Conv2d, Dropout, "
-            "Flatten, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, LogSoftmax, MaxPool2d, "
-            "ReLU, Sigmoid, Tanh, Residual ... end)");
+            "net.spec:2:1: unknown layer type 'Foo' (known: AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, "
+            "Bias, ChannelNoise, Conv2d, Dropout, Flatten, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, "
+            "Linear, LogSoftmax, MaxPool2d, ReLU, Scale, Sigmoid, Tanh, Residual ... [shortcut ...] end)");
   EXPECT_EQ(build_error("Conv2d out_channels=8 kernel_size=3 colour=red\n"),
             "net.spec:1:37: Conv2d: unknown key 'colour'");
   EXPECT_EQ(build_error("Conv2d out_channels=eight kernel_size=3\n"),

@@ -10,8 +10,14 @@ namespace {
 void add_level(std::span<const NamedLayer> layers, NetworkSpec& spec) {
   for (const NamedLayer& entry : layers) {
     spec.layers.push_back(spec_line(entry));
-    if (entry.layer->children().empty()) continue;
-    add_level(entry.layer->children(), spec);
+    const std::span<const NamedLayer> children = entry.layer->children();
+    if (children.empty()) continue;
+    const size_t split = entry.layer->shortcut_begin();
+    add_level(children.first(split), spec);
+    if (split < children.size()) {
+      spec.layers.push_back(shortcut_divider());
+      add_level(children.subspan(split), spec);
+    }
     spec.layers.push_back(block_end());
   }
 }
@@ -23,7 +29,8 @@ std::string spec_text(const NetworkSpec& spec) {
   int depth = 0;  // residual blocks indent their lines
   for (const SpecLine& line : spec.layers) {
     if (line.type == "end") --depth;
-    text += std::string(2 * static_cast<size_t>(std::max(depth, 0)), ' ');
+    const int indent = line.type == "shortcut" ? depth - 1 : depth;  // level with its Residual
+    text += std::string(2 * static_cast<size_t>(std::max(indent, 0)), ' ');
     if (!line.name.empty()) text += line.name + ": ";
     text += line.type;
     for (const SpecSetting& s : line.settings) text += " " + s.key + "=" + s.value;
@@ -44,6 +51,12 @@ SpecLine spec_line(const NamedLayer& entry) {
 SpecLine block_end() {
   SpecLine line;
   line.type = "end";
+  return line;
+}
+
+SpecLine shortcut_divider() {
+  SpecLine line;
+  line.type = "shortcut";
   return line;
 }
 

@@ -23,6 +23,7 @@ The fixtures, their tensors and metadata are documented where they are made:
     golden_seed_net.py     seed_net.safetensors: the tutorial's network, one training step
     golden_optimizers.py   its Adadelta and SGD steps
     golden_accumulate.py   accumulate_seed_net.safetensors: two steps of gradient accumulation
+    golden_resnet.py       resnet_blocks.safetensors: residual blocks, their shortcuts, Scale, Bias, pools
     golden_common.py       writing a file (safetensors_io.py has the format)
 """
 
@@ -37,6 +38,7 @@ from golden_batchnorm import BN_VARIANTS, make_bn
 from golden_bn_variants import make_bn_variants
 from golden_layers import make_layers
 from golden_norms import make_norms
+from golden_resnet import make_resnet
 from golden_seed_net import make_seed_net
 
 
@@ -54,6 +56,7 @@ def main():
     make_bn_variants()
     make_seed_net()
     make_accumulate()
+    make_resnet()
 
 
 if __name__ == "__main__":
