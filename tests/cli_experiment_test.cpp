@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <tuple>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -407,6 +408,48 @@ TEST_F(ExperimentCli, TrainEvalGapMeasuresWithoutDisturbingTraining) {
   }
   EXPECT_EQ(compared, 3);
   expect_flag_refused("train-eval-gap", "--precise-batches 0");
+}
+
+TEST_F(ExperimentCli, DeepResidualMeasuresBranchesAtInitAndTrainsEveryVariant) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  // ResNets of 8 and 14 layers (1 and 2 blocks per stage); --steps 4 is ResNet-20's budget, so
+  // 8 layers get 4 * 20 / 8 = 10 steps and 14 layers 5.
+  const auto csv = run_and_check("deep-residual", "--steps 4 --depths 8,14",
+                                 "run,variant,depth,seed,steps,step,block,metric,value", {"deep-residual"});
+  std::map<std::string, std::vector<double>> metric;  // "run,metric" -> values in block order
+  std::map<std::string, std::string> steps;           // run -> its steps column
+  for (size_t i = 1; i < csv.size(); ++i) {
+    const auto f = split_fields(csv[i]);
+    ASSERT_EQ(f.size(), 9u) << csv[i];
+    metric[f[0] + "," + f[7]].push_back(std::stod(f[8]));
+    steps[f[0]] = f[4];
+  }
+  for (const char* variant : {"bn", "none", "skipinit", "fixup"}) {
+    for (const auto& [depth, blocks, run_steps] : {std::tuple{8, 3u, "10"}, std::tuple{14, 6u, "5"}}) {
+      const std::string run = std::string(variant) + "/d" + std::to_string(depth) + "/s1";
+      EXPECT_EQ(steps[run], run_steps) << run;
+      const auto& branch = metric[run + ",var_branch"];
+      const auto& skip = metric[run + ",var_skip"];
+      ASSERT_EQ(branch.size(), blocks) << run << ": a branch variance per block";
+      ASSERT_EQ(skip.size(), blocks) << run;
+      for (size_t b = 0; b < blocks; ++b) {
+        EXPECT_GT(skip[b], 0.0) << run << " block " << b + 1;
+        // SkipInit's scalar and Fixup's zero convolution start every branch at exactly 0
+        if (std::string(variant) == "skipinit" || std::string(variant) == "fixup") EXPECT_EQ(branch[b], 0.0) << run;
+        else EXPECT_GT(branch[b], 0.0) << run;
+      }
+      EXPECT_TRUE(metric.count(run + ",final_accuracy") || metric.count(run + ",diverged")) << run;
+    }
+  }
+  // Without normalization He-normal branches add variance block after block.
+  const auto& out = metric["none/d14/s1,var_output"];
+  ASSERT_EQ(out.size(), 6u);
+  EXPECT_GT(out.back(), 4 * out.front());
+  const std::string report = read_file(dir_ / "report.md");
+  EXPECT_NE(report.find("Data: fashion-mnist"), std::string::npos);
+  EXPECT_NE(report.find("**Verdict.**"), std::string::npos);
+  EXPECT_NE(report.find("10 at 8 layers, 5 at 14 layers"), std::string::npos) << "the steps each depth got";
+  for (const char* bad : {"--depths 21", "--depths 2", "--depths 20,x"}) expect_flag_refused("deep-residual", bad);
 }
 
 // The rows of the landscape runs that training alone determines (curves and final accuracies).

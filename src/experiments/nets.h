@@ -25,6 +25,11 @@ enum class DepthVariant { Plain, PlainBN, ResidualBN };
 const char* variant_name(DepthVariant v);  // "plain", "plain-bn", "residual-bn"
 std::string deep_mlp_text(int64_t depth, DepthVariant variant, int64_t width);
 
+// He et al. 2016's CIFAR ResNet of `depth` = 6n+2 layers (deep_residual.cpp) in `variant`: "bn",
+// "none", "skipinit" or "fixup". Blocks are named s<stage>b<block>, each followed by a ReLU; a
+// stage's first block strides by 2 with the zero-padding shortcut.
+std::string resnet_text(int64_t depth, const std::string& variant);
+
 // Builds `text` for the images of `data` (1 x H x W), initialized from `seed`.
 Network build_model(const std::string& text, const std::string& name, const DataSource& data, uint64_t seed);
 

@@ -34,6 +34,7 @@ std::vector<std::unique_ptr<Experiment>> all() {
   list.push_back(make_weight_decay());
   list.push_back(make_batch_size());
   list.push_back(make_train_eval_gap());
+  list.push_back(make_deep_residual());
   return list;
 }
 

@@ -84,5 +84,6 @@ std::unique_ptr<Experiment> make_input_normalization();
 std::unique_ptr<Experiment> make_weight_decay();
 std::unique_ptr<Experiment> make_batch_size();
 std::unique_ptr<Experiment> make_train_eval_gap();
+std::unique_ptr<Experiment> make_deep_residual();
 
 }  // namespace bnlab::experiments
