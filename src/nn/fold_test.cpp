@@ -93,6 +93,44 @@ fc_bn: BatchNorm1d
   for (int i = 0; i < 30; ++i) EXPECT_NEAR(b[i], expected[i], 1e-5 + 1e-4 * std::abs(expected[i])) << i;
 }
 
+// A block's shortcut layers fold apart from its body: the shortcut's BN into the shortcut's
+// convolution, never a body's last convolution into a BN that starts the shortcut.
+TEST(FoldBatchNorm, FoldsShortcutsApartFromTheBody) {
+  const char* text = R"(down: Residual
+  conv: Conv2d out_channels=4 kernel_size=3 stride=2 padding=1 bias=false
+  bn: BatchNorm2d
+  ReLU
+  last: Conv2d out_channels=4 kernel_size=1
+shortcut
+  sbn: BatchNorm2d
+  sconv: Conv2d out_channels=4 kernel_size=1 stride=2 bias=false
+  sconv_bn: BatchNorm2d
+end
+pad: Residual shortcut=pad
+  c: Conv2d out_channels=6 kernel_size=3 stride=2 padding=1 bias=false
+  c_bn: BatchNorm2d
+  gate: Scale
+end
+      AvgPool2d kernel_size=2
+      AdaptiveAvgPool2d output_size=1
+      Flatten
+fc: Linear out_features=3
+      LogSoftmax
+)";
+  Network net = build_network(parse_spec(text, "shortcuts"), {2, 8, 8});
+  net.initialize(5);
+  perturb_batchnorm(net);
+  for (const TensorView& t : net.state_dict())
+    if (t.name == "pad.gate.weight") *static_cast<float*>(t.data) = 0.8f;
+  FoldedNetwork folded = fold_batchnorm(net);
+  EXPECT_EQ(folded.folded, 3) << folded.text;  // down.bn, down.sconv_bn, pad.c_bn
+  EXPECT_NE(folded.text.find("sbn: BatchNorm2d"), std::string::npos) << "a BN first in the shortcut stays: " << folded.text;
+  EXPECT_NE(folded.text.find("pad: Residual shortcut=pad"), std::string::npos) << folded.text;
+  Network again = build_network(parse_spec(folded.text, "folded"), {2, 8, 8});
+  EXPECT_EQ(again.state_dict().size(), folded.net.state_dict().size());
+  expect_same_eval(net, folded.net, 5, 6);
+}
+
 // A built network written as a spec builds the same network again: the same names, shapes and
 // settings (those a summary shows), for every preset.
 TEST(SpecText, BuiltNetworksReadBackToTheSameNetwork) {
