@@ -1,7 +1,8 @@
 // bnlab's side of bench/compare: whole-network throughput and batch norm against a copy, through
 // the library API, printed as JSON with the keys of bench/torch_bench.py.
-//   build/bench/bnlab_bench [--threads N] [--steps 30] [--warmup 3] [--quick]
+//   build/bench/bnlab_bench [--threads N] [--steps 30] [--warmup 3] [--parts train,infer,bn,norms] [--quick]
 //
+// macs_per_image  the model's forward multiply-adds per image, as `bnlab summary` counts them
 // train.<batch>   one training step as the trainer takes it (forward in train mode, NLL loss,
 //                 zero_grad, backward, Adadelta step) on synthetic MNIST-shaped data, with BN+ReLU
 //                 fused as `bnlab train` runs it (--no-fuse: unfused);
@@ -47,6 +48,7 @@ struct Options {
   std::vector<int64_t> bn_shape = {64, 64, 24, 24};
   uint64_t seed = 1;
   bool fuse = true;  // BN+ReLU fused, as `bnlab train` and `bnlab eval` run the network
+  std::vector<std::string> parts = {"train", "infer", "bn", "norms"};
 };
 
 bnlab::Network make_network(const Options& o) {
@@ -223,6 +225,15 @@ json bench_norms(const Options& o) {
   return out;
 }
 
+// The model's multiply-adds per image in a forward pass, in direct-convolution terms (as
+// `bnlab summary` counts them: a Winograd convolution counts as the direct one it replaces).
+int64_t macs_per_image(const Options& o) {
+  const bnlab::Network net = make_network(o);
+  int64_t macs = 0;
+  for (size_t i = 0; i < net.layer_count(); ++i) macs += net.layer(i).macs_per_sample();
+  return macs;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -239,6 +250,10 @@ int main(int argc, char** argv) {
   app.add_option("--bn-reps", o.bn_reps, "Timed BN forward/backward/copy repetitions")->capture_default_str();
   app.add_option("--bn-shape", o.bn_shape, "N C H W of the BN benchmark")->expected(4)->capture_default_str();
   app.add_flag("--fuse,!--no-fuse", o.fuse, "Fuse BN+ReLU in the network, as bnlab train does")->capture_default_str();
+  app.add_option("--parts", o.parts, "What to measure: train, infer, bn, norms")
+      ->check(CLI::IsMember({"train", "infer", "bn", "norms"}))
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_flag("--quick", quick, "Few repetitions: checks that it works, numbers are rough");
   CLI11_PARSE(app, argc, argv);
   if (quick) {
@@ -246,11 +261,14 @@ int main(int argc, char** argv) {
   }
   try {
     bnlab::set_threads(o.threads);
-    json out = {{"impl", "bnlab"}, {"threads", bnlab::threads()}, {"model", o.model}, {"fused_bn_relu", o.fuse}};
-    for (const int64_t b : o.train_batches) out["train"][std::to_string(b)] = bench_train(o, b);
-    out["infer"][std::to_string(o.infer_batch)] = bench_infer(o);
-    out["bn"] = bench_bn(o);
-    out["norms"] = bench_norms(o);
+    json out = {{"impl", "bnlab"}, {"threads", bnlab::threads()}, {"model", o.model}, {"fused_bn_relu", o.fuse},
+                {"macs_per_image", macs_per_image(o)}};
+    auto wanted = [&](const char* part) { return std::find(o.parts.begin(), o.parts.end(), part) != o.parts.end(); };
+    if (wanted("train"))
+      for (const int64_t b : o.train_batches) out["train"][std::to_string(b)] = bench_train(o, b);
+    if (wanted("infer")) out["infer"][std::to_string(o.infer_batch)] = bench_infer(o);
+    if (wanted("bn")) out["bn"] = bench_bn(o);
+    if (wanted("norms")) out["norms"] = bench_norms(o);
     std::printf("%s\n", out.dump(2).c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bnlab_bench: %s\n", e.what());

@@ -17,6 +17,7 @@
 #include "bnlab/tensor.h"
 #include "bnlab/threads.h"
 #include "kernels/batchnorm/batchnorm.h"
+#include "kernels/batchnorm/rows.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
 #include "kernels/winograd/winograd.h"
@@ -329,6 +330,27 @@ void BM_Gemm(benchmark::State& state) {
 }
 
 // The seed network's BN inputs: conv1 output 64x32x26x26 and conv2 output 64x64x24x24.
+// The statistics' row loops alone on one row of conv2's output (24 x 24 floats) that stays in L1:
+// their arithmetic, without the memory traffic. items/s count the row's floats.
+enum class StatsRow { Shifted, Lanes, SumDot };
+template <StatsRow R>
+void BM_BnStatsRow(benchmark::State& state) {
+  const int64_t S = state.range(0);
+  bnlab::AlignedVector<float> x(static_cast<size_t>(S)), dy(x.size());
+  for (int64_t i = 0; i < S; ++i) x[i] = 0.25f * static_cast<float>(i % 17) - 1.0f, dy[i] = 0.01f * static_cast<float>(i % 13);
+  double sum = 0, squares = 0;
+  k::StatLanes lanes;
+  for (auto _ : state) {
+    if constexpr (R == StatsRow::Shifted) k::row_shifted_sums(x.data(), S, 0.5f, &sum, &squares);
+    else if constexpr (R == StatsRow::Lanes) k::row_stat_lanes(x.data(), S, 0.5f, &lanes);
+    else k::row_sum_dot(dy.data(), x.data(), S, 0.5f, &sum, &squares);
+    benchmark::DoNotOptimize(sum);
+    benchmark::DoNotOptimize(squares);
+    benchmark::DoNotOptimize(lanes);
+  }
+  state.SetItemsProcessed(state.iterations() * S);
+}
+
 void bn_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"N", "C", "H", "W"})->Args({64, 32, 26, 26})->Args({64, 64, 24, 24});
   b->Unit(benchmark::kMicrosecond)->UseRealTime();
@@ -359,6 +381,9 @@ BENCHMARK(BM_BnForwardTrain<Relu::Separate, Path::Fused>)->Name("BM_BnForwardTra
 BENCHMARK(BM_BnForwardTrain<Relu::Fused, Path::Fused>)->Name("BM_BnReluForwardTrain")->Apply(bn_shapes);
 BENCHMARK(BM_BnForwardTrain<Relu::Separate, Path::Split>)->Name("BM_BnForwardTrainSplit")->Apply(bn_shapes);
 BENCHMARK(BM_BnOnePassStats)->Apply(bn_shapes);
+BENCHMARK(BM_BnStatsRow<StatsRow::Shifted>)->Name("BM_BnStatsRowShifted")->Arg(576);
+BENCHMARK(BM_BnStatsRow<StatsRow::Lanes>)->Name("BM_BnStatsRowLanes")->Arg(576);
+BENCHMARK(BM_BnStatsRow<StatsRow::SumDot>)->Name("BM_BnStatsRowSumDot")->Arg(576);
 BENCHMARK(BM_BnChannelSums)->Apply(bn_shapes);
 BENCHMARK(BM_BnSquaredDeviations)->Apply(bn_shapes);
 BENCHMARK(BM_BnForwardEval)->Apply(bn_shapes);

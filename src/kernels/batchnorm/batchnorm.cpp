@@ -13,7 +13,9 @@ namespace bnlab::kernels {
 using bn_detail::channel_affine;
 using bn_detail::input_grad_row;
 using bn_detail::invstd_of;
-using bn_detail::moments_from_shifted_sums;
+using bn_detail::exact_var_sum;
+using bn_detail::first_row_mean;
+using bn_detail::moments_from_sums;
 
 template <typename T>
 void bn_channel_sums(double* sum, const T* x, int64_t N, int64_t C, int64_t S) {
@@ -37,13 +39,16 @@ void bn_channel_squared_deviations(double* squares, const T* x, const T* mean, i
 }
 
 namespace {
-// One channel's statistics in one pass over its values (moments_from_shifted_sums).
+// One channel's statistics in one pass over its values (moments_from_sums), a second where that
+// declines.
 template <typename T>
 void channel_stats(T* mean, T* var_sum, const T* x, int64_t c, int64_t N, int64_t C, int64_t S) {
-  const T shift = x[c * S];
-  double sum = 0, squares = 0;
-  for (int64_t n = 0; n < N; ++n) row_shifted_sums(x + (n * C + c) * S, S, shift, &sum, &squares);
-  moments_from_shifted_sums(mean, var_sum, sum, squares, shift, N * S);
+  const T shift = first_row_mean(x + c * S, S);
+  StatLanes lanes;
+  for (int64_t n = 0; n < N; ++n) row_stat_lanes(x + (n * C + c) * S, S, shift, &lanes);
+  double sum, squares;
+  stat_lanes_total(lanes, &sum, &squares);
+  if (!moments_from_sums(mean, var_sum, sum, squares, shift, N * S)) *var_sum = exact_var_sum(x, *mean, c, N, C, S);
 }
 
 }  // namespace

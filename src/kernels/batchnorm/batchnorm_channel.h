@@ -29,6 +29,44 @@ inline void moments_from_shifted_sums(T* mean, T* var_sum, double sum, double sq
   *var_sum = static_cast<T>(std::max(0.0, squares - delta * (2.0 * sum - n * delta)));
 }
 
+// The fast statistics (row_sum_and_squares): sum = sum(x) in double, squares = sum((x - shift)^2)
+// with the squares in float, shift = the mean of the channel's first row (first_row_mean), near
+// the channel's mean. The mean is PyTorch's to the bit by construction: the sum of x in double over
+// the count, rounded to T. var_sum follows from the same identity as above, with
+// sum(x - shift) = sum - count * shift. The float squares carry a relative error of a few 2^-24
+// over the root of the count; the identity magnifies it by squares / var_sum, which a shift near
+// the mean keeps near 1. Returns false where that is not to be trusted (the factor over
+// kMaxCancellation: the first row far from the rest; or fewer than kMinFastCount values): the
+// caller then takes var_sum from exact_var_sum.
+constexpr double kMaxCancellation = 4.0;
+constexpr int64_t kMinFastCount = 256;
+
+template <typename T>
+inline T first_row_mean(const T* row, int64_t S) {
+  double sum = 0;
+  row_sum(row, S, &sum);
+  return static_cast<T>(sum / static_cast<double>(S));
+}
+
+template <typename T>
+inline bool moments_from_sums(T* mean, T* var_sum, double sum, double squares, T shift, int64_t count) {
+  const double n = static_cast<double>(count), k = static_cast<double>(shift);
+  *mean = static_cast<T>(sum / n);
+  const double delta = static_cast<double>(*mean) - k;
+  const double var = squares - delta * (2.0 * (sum - n * k) - n * delta);
+  *var_sum = static_cast<T>(std::max(0.0, var));
+  return count >= kMinFastCount && squares <= kMaxCancellation * var;
+}
+
+// Channel c's var_sum in a second, exact pass: the squared deviations from the rounded mean, each
+// difference exact and each square rounded once in double (row_shifted_sums shifted by the mean).
+template <typename T>
+inline T exact_var_sum(const T* x, T mean, int64_t c, int64_t N, int64_t C, int64_t S) {
+  double sum = 0, squares = 0;
+  for (int64_t n = 0; n < N; ++n) row_shifted_sums(x + (n * C + c) * S, S, mean, &sum, &squares);
+  return static_cast<T>(squares);
+}
+
 // 1 / sqrt(var_sum / count + eps), the biased variance in T, the root in double, as PyTorch.
 template <typename T>
 inline T invstd_of(T var_sum, int64_t count, double eps) {

@@ -135,11 +135,14 @@ TEST(BnStats, LargeMeanTinyVarianceKeepsPrecision) {
   }
 }
 
-// One process takes the statistics in one pass (shifted sums); PyTorch, and a synchronized BN,
-// in two (the sum, then the squared deviations from the float mean). The mean must be the same
-// float, var_sum the same or its neighbour (PyTorch rounds each square to float first), and in
-// the large-mean case, where every square is exact, the same bits. Also where the shift (a
-// channel's first value) is its farthest outlier, and at the seed network's sizes.
+// One process takes the statistics in one pass (the sum of x in double, the squares about the
+// first row's mean in float lanes); PyTorch, and a synchronized BN, in two (the sum, then the
+// squared deviations from the float mean). The mean must be the same float, var_sum the same or
+// its neighbour (PyTorch rounds each square to float first), and in the large-mean case, where
+// every square is exact, the same bits. Also where a channel's first value is its farthest
+// outlier, where its whole first row is (the shift far from the mean: the exact second pass), at
+// the seed network's sizes, and where the rows alias in L2 (rows 64 KiB apart: the forward
+// streams instead of pipelining).
 TEST(BnStats, OnePassGivesTheTwoPassStatistics) {
   struct Data {
     const char* name;
@@ -149,10 +152,16 @@ TEST(BnStats, OnePassGivesTheTwoPassStatistics) {
   };
   for (const Data& d : {Data{"standard", 16, 8, 49, 0.0, 1.0, false}, Data{"shifted", 16, 8, 49, 2.0, 0.5, false},
                         Data{"large mean", 64, 4, 81, 1e4, 1e-2, true}, Data{"outlier first", 8, 4, 25, 3.0, 1e-3, false},
-                        Data{"conv2 size", 64, 2, 576, -0.3, 2.0, false}, Data{"(N, C)", 64, 128, 1, 0.5, 1.0, false}}) {
+                        Data{"conv2 size", 64, 2, 576, -0.3, 2.0, false}, Data{"(N, C)", 64, 128, 1, 0.5, 1.0, false},
+                        Data{"aliased rows", 8, 16, 1024, 0.2, 1.5, false}, Data{"outlier first row", 16, 4, 49, 1.0, 0.1, false},
+                        Data{"large mean, aliased", 8, 16, 1024, 1e4, 1e-2, true}}) {
     auto x = testing::to_float(random_vector(d.N * d.C * d.S, 21, d.scale, d.offset));
     if (std::string(d.name) == "outlier first") {
       for (int64_t c = 0; c < d.C; ++c) x[c * d.S] = static_cast<float>(d.offset + 1e3 * d.scale * (c + 1));
+    }
+    if (std::string(d.name) == "outlier first row") {  // the fast path's shift far off: its fallback
+      for (int64_t c = 0; c < d.C; ++c)
+        for (int64_t s = 0; s < d.S; ++s) x[c * d.S + s] += static_cast<float>(1e2 * d.scale * (c + 1));
     }
     const int64_t count = d.N * d.S;
     std::vector<float> mean(d.C), var_sum(d.C), y(x.size()), fmean(d.C), fvar_sum(d.C), invstd(d.C);

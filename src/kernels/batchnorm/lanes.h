@@ -15,7 +15,9 @@ constexpr int kLanes = 32;
 
 template <typename Acc>
 BNLAB_INLINE Acc combine(Acc* part) {
+#pragma GCC unroll 8
   for (int width = kLanes / 2; width > 0; width /= 2)
+#pragma GCC unroll 16
     for (int j = 0; j < width; ++j) part[j] += part[j + width];
   return part[0];
 }

@@ -23,6 +23,28 @@ void row_squared_deviations(const float* x, int64_t n, float mean, double* squar
 // a value of the channel so that the squares do not cancel (batchnorm_channel.h). In
 // row_moments.cpp, compiled without contraction.
 void row_shifted_sums(const float* x, int64_t n, float shift, double* sum, double* squares);
+// The fast one-pass statistics of batch norm, lane by lane: element i of a row goes to lane
+// i % 32; each lane sums x in double and (x - shift)^2 with the difference, the square and runs of
+// up to 16 additions in float, then widened to double (row_stat_lanes, in row_moments.cpp,
+// compiled without contraction). A channel's rows add into one StatLanes in order, and
+// stat_lanes_total adds the lanes up, pairwise, in a fixed order: the same bits on every
+// instruction set and for any order in which the caller visits other channels. The shift is near
+// the channel's mean (batchnorm_channel.h says when the result is trusted). A tail of a row
+// shorter than 32 counts as padded with zeros (sums) and the shift (squares).
+struct alignas(64) StatLanes {
+  double sum[32] = {};
+  double squares[32] = {};
+};
+void row_stat_lanes(const float* x, int64_t n, float shift, StatLanes* lanes);
+inline void stat_lanes_total(const StatLanes& lanes, double* sum, double* squares) {
+  double s[32], q[32];
+  for (int j = 0; j < 32; ++j) s[j] = lanes.sum[j], q[j] = lanes.squares[j];
+  for (int width = 16; width > 0; width /= 2) {
+    for (int j = 0; j < width; ++j) s[j] += s[j + width], q[j] += q[j + width];
+  }
+  *sum = s[0];
+  *squares = q[0];
+}
 // y = x * alpha + beta
 void row_affine(float* y, const float* x, int64_t n, float alpha, float beta);
 // y = max(x * alpha + beta, 0)
@@ -83,6 +105,14 @@ void row_shifted_sums(const T* x, int64_t n, T shift, double* sum, double* squar
     const double d = static_cast<double>(x[i]) - static_cast<double>(shift);
     *sum += d;
     *squares += d * d;
+  }
+}
+template <typename T>
+void row_stat_lanes(const T* x, int64_t n, T shift, StatLanes* lanes) {
+  for (int64_t i = 0; i < n; ++i) {
+    lanes->sum[i % 32] += x[i];
+    const T d = x[i] - shift;
+    lanes->squares[i % 32] += d * d;
   }
 }
 template <typename T>

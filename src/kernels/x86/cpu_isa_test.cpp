@@ -94,6 +94,11 @@ Outputs run_kernels(Isa cap_to) {
   double sum = 0, squares = 0;
   row_shifted_sums(x.data(), n, x[3], &sum, &squares);
   exact_d(sum), exact_d(squares);
+  // The fast statistics' lanes over two rows, each ending in a tail shorter than 32: every lane.
+  StatLanes lanes;
+  row_stat_lanes(x.data(), n, 0.125f, &lanes);  // a run of 512, then 463
+  row_stat_lanes(x.data() + n / 2, n / 2 - 3, 0.125f, &lanes);
+  for (int j = 0; j < 32; ++j) exact_d(lanes.sum[j]), exact_d(lanes.squares[j]);
   std::vector<double> sums(S), sq(S);
   row_shifted_sums_channels(x.data(), S, x.data() + S, sums.data(), sq.data());
   for (int64_t s = 0; s < S; ++s) exact_d(sums[s]), exact_d(sq[s]);
