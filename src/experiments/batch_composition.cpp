@@ -333,7 +333,8 @@ class BatchComposition final : public Experiment {
         (m(gn, "shuffled", "mates_max_change") == 0 ? " (bitwise the same output whatever the mates)." : ".");
     md.paragraph(verdict);
 
-    Figure fig{.name = "batch-composition", .title = "Shuffled vs single-class training batches (tutorial network, MNIST)",
+    Figure fig{.name = "batch-composition",
+               .title = "Shuffled vs single-class training batches (tutorial network, " + data_title(*ctx.data) + ")",
                .rows = 1, .cols = 2, .width = 1200, .height = 560, .panels = {}};
     Panel curves{.title = "(a) test accuracy with the running statistics", .xlabel = "training step (batches of 64)",
                  .ylabel = "test accuracy (%), eval mode", .ymin = 0, .ymax = 100,
