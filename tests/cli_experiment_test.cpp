@@ -11,6 +11,7 @@
 #include <array>
 #include <tuple>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -53,7 +54,26 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
+std::vector<std::string> split_fields(const std::string& line) {
+  std::vector<std::string> f;
+  std::istringstream in(line);
+  for (std::string v; std::getline(in, v, ',');) f.push_back(v);
+  return f;
+}
+
 size_t fields(const std::string& line) { return static_cast<size_t>(std::count(line.begin(), line.end(), ',')) + 1; }
+
+// The report states its budget (`budget`, the steps or images per run the test asked for) and,
+// after `marker`, one of the verdicts it chooses from the numbers (`outcomes`).
+void expect_budget_and_verdict(const std::string& report, const std::string& budget, const std::string& marker,
+                               const std::vector<std::string>& outcomes) {
+  EXPECT_NE(report.find(budget), std::string::npos) << "the report does not state its budget '" << budget << "':\n" << report;
+  const size_t at = report.find(marker);
+  ASSERT_NE(at, std::string::npos) << "no '" << marker << "' in the report:\n" << report;
+  const std::string after = report.substr(at);
+  EXPECT_TRUE(std::any_of(outcomes.begin(), outcomes.end(), [&](const std::string& o) { return after.find(o) != std::string::npos; }))
+      << "no verdict after '" << marker << "':\n" << after;
+}
 
 // A small XML well-formedness check: tags nest and close, quotes close, one root element.
 // Returns the root's name, or "" if the text is not well-formed.
@@ -237,6 +257,28 @@ TEST_F(ExperimentCli, BatchCompositionSeparatesBatchStatisticsFromTheWeights) {
   const std::string report = read_file(dir_ / "report.md");
   EXPECT_NE(report.find("## Verdict"), std::string::npos);
   EXPECT_NE(report.find("--probe-images 4"), std::string::npos);
+  // The training loss beside the accuracies: each run's last curve point (the mean of its last steps).
+  EXPECT_NE(report.find("| normalizer | training batches | final training loss |"), std::string::npos) << report;
+  for (const auto& [norm, label] : {std::pair{"bn", "BatchNorm"}, std::pair{"gn", "GroupNorm (8 groups)"}}) {
+    for (const char* order : {"shuffled", "class-sorted"}) {
+      const std::string run = std::string(norm) + "/" + order + "/s1";
+      double loss = std::nan(""), last_step = -1;
+      for (const std::string& line : csv) {
+        const auto f = split_fields(line);  // run,norm,order,seed,step,metric,value
+        if (f.size() == 7 && f[0] == run && f[5] == "train_loss" && std::stod(f[4]) > last_step) {
+          last_step = std::stod(f[4]);
+          loss = std::stod(f[6]);
+        }
+      }
+      ASSERT_EQ(last_step, 3) << run;
+      char cell[32];
+      std::snprintf(cell, sizeof cell, "%.4f", loss);
+      EXPECT_NE(report.find("| " + std::string(label) + " | " + order + " | " + cell + " |"), std::string::npos)
+          << run << ": training loss " << cell << "\n" << report;
+    }
+  }
+  expect_budget_and_verdict(report, "3 steps (192 images) per run", "In training, BN's loss on its single-class batches",
+                            {"**training looks fine**", "training itself suffers", "no comparison (a run diverged)"});
 }
 
 TEST_F(ExperimentCli, BatchCompositionRefusesBadProbeFlags) {
@@ -260,17 +302,14 @@ TEST_F(ExperimentCli, RobustnessAttacksEveryModelAndFgsmRaisesTheLoss) {
     // times the gradient's L1 norm): a wrong sign or a gradient of another mode would lower it.
     EXPECT_GT(fgsm, clean) << model;
   }
+  const std::string report = read_file(dir_ / "report.md");
+  expect_budget_and_verdict(report, "3 steps per run; then, in eval mode, the first 50 test images", "## Verdict",
+                            {"**Held**", "**Held in part**", "**Not held**"});
+  EXPECT_NE(report.find(" of 2 strengths"), std::string::npos) << "the verdict counts the two noise levels asked for\n" << report;
 }
 
 TEST_F(ExperimentCli, RobustnessRefusesBadStrengths) {
   for (const char* bad : {"--eps 0", "--eps 0.1,x", "--noise -1", "--test-images 101"}) expect_flag_refused("robustness", bad);
-}
-
-std::vector<std::string> split_fields(const std::string& line) {
-  std::vector<std::string> f;
-  std::istringstream in(line);
-  for (std::string v; std::getline(in, v, ',');) f.push_back(v);
-  return f;
 }
 
 TEST_F(ExperimentCli, InputNormalizationWithBnIsTheSameTrainingAtEveryScale) {
@@ -303,6 +342,8 @@ TEST_F(ExperimentCli, InputNormalizationWithBnIsTheSameTrainingAtEveryScale) {
   EXPECT_NEAR(grad["grad/seed/raw,conv1.weight"], grad["grad/seed/standardize,conv1.weight"],
               0.01 * grad["grad/seed/standardize,conv1.weight"]);
   EXPECT_GT(grad["grad/seed-nobn/raw,conv1.weight"], 100 * grad["grad/seed-nobn/unit,conv1.weight"]);
+  expect_budget_and_verdict(read_file(dir_ / "report.md"), "6 steps (384 images) per run", "**Verdict.**",
+                            {"**Held**", "**Held in part**", "**Not held**"});
   expect_flag_refused("input-normalization", "--sgd-lr 0");
 }
 
@@ -330,6 +371,12 @@ TEST_F(ExperimentCli, WeightDecayChecksScaleInvarianceAndTracksTheNorms) {
   EXPECT_GT(value.at("lr0.1/lrwd0/s1,4,conv2,weight_norm"), value.at("lr0.1/lrwd0/s1,0,conv2,weight_norm"));
   const double w = value.at("lr0.1/lrwd0.001/s1,4,conv2,weight_norm");
   EXPECT_NEAR(value.at("lr0.1/lrwd0.001/s1,4,conv2,effective_lr"), 0.1 / (w * w), 1e-6);
+  const std::string report = read_file(dir_ / "report.md");
+  expect_budget_and_verdict(report, "4 steps per run", "**Verdict.**", {"**scale invariance held**", "**scale invariance not shown**"});
+  expect_budget_and_verdict(report, "4 steps per run", "**Verdict.**",
+                            {"**the product mattered more than the learning rate alone**", "**the product did not (yet) decide it**"});
+  // Each learning rate's run with decay against its run without: two comparisons, counted.
+  EXPECT_NE(report.find(" of 2 runs and raised it in "), std::string::npos) << report;
   expect_flag_refused("weight-decay", "--products -1");
   expect_flag_refused("weight-decay", "--lrs 0");
 }
@@ -407,6 +454,9 @@ TEST_F(ExperimentCli, TrainEvalGapMeasuresWithoutDisturbingTraining) {
     ++compared;
   }
   EXPECT_EQ(compared, 3);
+  const std::string report = read_file(dir_ / "report.md");
+  expect_budget_and_verdict(report, "4 steps per run", "**Verdict.**", {"**Held**", "**Not held**"});
+  EXPECT_NE(report.find("1 seed and 4 steps"), std::string::npos) << "the seeds and steps actually run\n" << report;
   expect_flag_refused("train-eval-gap", "--precise-batches 0");
 }
 
@@ -485,6 +535,10 @@ TEST_F(ExperimentCli, SmoothnessProbesLeaveTrainingUntouched) {
   fs::remove_all(plain);
   EXPECT_FALSE(training_rows(csv).empty());
   EXPECT_EQ(training_rows(csv), training_rows(without));
+  const std::string report = read_file(dir_ / "report.md");
+  expect_budget_and_verdict(report, "4 steps per run", "## (a) Noisy BN", {"**Held**", "**Not held**"});
+  EXPECT_NE(report.find("0.5-point margin"), std::string::npos) << "noisy BN is held against BN by a stated margin\n" << report;
+  expect_budget_and_verdict(report, "4 steps per run", "## (b) Along the gradient", {"**Held**", "**Held in part**", "**Not held**"});
   expect_flag_refused("smoothness", "--etas 0");
   expect_flag_refused("smoothness", "--lr x");
 }
@@ -542,8 +596,16 @@ TEST_F(ExperimentCli, UnknownExperimentIsABadFlag) {
   EXPECT_EQ(r.status, 2) << r.out;
   const CommandResult help = bnlab("experiment --help");
   EXPECT_EQ(help.status, 0);
-  for (const char* name : {"bn-vs-nobn", "placement", "paper-fig1", "depth", "activations", "batch-size"})
-    EXPECT_NE(help.out.find(name), std::string::npos) << name;
+  // The positional's choices, "name TEXT:{a,b,...}": every experiment, each a whole entry.
+  const size_t from = help.out.find('{', help.out.find("name TEXT")), to = help.out.find('}', from);
+  ASSERT_NE(to, std::string::npos) << help.out;
+  const std::vector<std::string> listed = split_fields(help.out.substr(from + 1, to - from - 1));
+  const std::vector<std::string> all = {"bn-vs-nobn", "placement", "paper-fig1", "depth", "activations",
+                                        "batch-composition", "robustness", "smoothness", "input-normalization",
+                                        "weight-decay", "batch-size", "train-eval-gap", "deep-residual"};
+  EXPECT_EQ(listed.size(), all.size()) << help.out;
+  for (const std::string& name : all)
+    EXPECT_NE(std::find(listed.begin(), listed.end(), name), listed.end()) << name << " missing from:\n" << help.out;
 }
 
 }  // namespace

@@ -24,6 +24,9 @@ namespace bnlab::experiments {
 namespace {
 
 constexpr int64_t kBatch = 64;
+// The verdict calls training on single-class batches fine when its final training loss is at most
+// this many times the shuffled runs'.
+constexpr double kFineLoss = 1.5;
 
 struct Norm {
   const char* name;
@@ -253,19 +256,30 @@ class BatchComposition final : public Experiment {
   }
 
   ReportText report(const Context& ctx, const Table& t) const override {
+    // A metric's value at the last step it was recorded (train_loss: the last interval's mean).
     auto value = [&](const std::string& run, const std::string& metric) {
+      double v = std::nan(""), at = -1;
       for (const Row* r : t.where("run", run))
-        if (t.text(*r, "metric") == metric) return t.number(*r, "value");
-      return std::nan("");
+        if (t.text(*r, "metric") == metric && t.number(*r, "step") > at) {
+          v = t.number(*r, "value");
+          at = t.number(*r, "step");
+        }
+      return v;
     };
+    // Over the seeds whose run did not diverge (a diverged run's last loss is not a final one).
     auto over_seeds = [&](const Norm& norm, const char* order, const std::string& metric) {
       std::vector<double> v;
       for (int64_t seed = 1; seed <= ctx.options.seeds; ++seed) {
-        const double x = value(key(norm.name, order, seed), metric);
-        if (!std::isnan(x)) v.push_back(x);
+        const std::string run = key(norm.name, order, seed);
+        const double x = value(run, metric);
+        if (!std::isnan(x) && std::isnan(value(run, "diverged"))) v.push_back(x);
       }
       return v;
     };
+    // The loop's last curve point averages the training loss since the previous evaluation.
+    const int64_t every = ctx.options.eval_every, steps = ctx.options.steps;
+    const int64_t loss_steps = every > 0 && every < steps ? (steps % every == 0 ? every : steps % every) : steps;
+    const std::string last_steps = loss_steps == 1 ? "the last step" : "the last " + std::to_string(loss_steps) + " steps";
     Markdown md("Batch composition: what BN assumes about a batch");
     md.paragraph(settings_paragraph(
         ctx, "The tutorial's network with each normalizer, Adadelta lr 1.0, batches of 64, " +
@@ -277,15 +291,18 @@ class BatchComposition final : public Experiment {
     std::vector<std::vector<std::string>> acc_table;
     for (const Norm& norm : kNorms)
       for (const char* order : kOrders)
-        acc_table.push_back({norm.label, order, mean_pm(over_seeds(norm, order, "acc_running_stats"), 2),
+        acc_table.push_back({norm.label, order, mean_pm(over_seeds(norm, order, "train_loss"), 4),
+                             mean_pm(over_seeds(norm, order, "acc_running_stats"), 2),
                              mean_pm(over_seeds(norm, order, "acc_batch_stats_shuffled"), 2),
                              mean_pm(over_seeds(norm, order, "acc_batch_stats_single_class"), 2)});
-    md.table({"normalizer", "training batches", "running statistics (eval mode, %)",
+    md.table({"normalizer", "training batches", "final training loss", "running statistics (eval mode, %)",
               "each shuffled test batch's own statistics (%)", "each single-class test batch's own statistics (%)"},
              acc_table);
-    md.paragraph("The whole test set; batch statistics: training-mode normalization of test batches of 64 without "
-                 "dropout, the running statistics untouched. GroupNorm has no batch statistics: its three columns "
-                 "must agree.");
+    md.paragraph("Final training loss: the mean NLL of " + last_steps +
+                 " of training, each on its own training batch in training mode (dropout on, each batch normalized "
+                 "by its own statistics: one class's for the class-sorted runs). Accuracies: the whole test set; batch "
+                 "statistics: training-mode normalization of test batches of 64 without dropout, the running "
+                 "statistics untouched. GroupNorm has no batch statistics: its three accuracy columns must agree.");
     md.heading("One image's prediction against its batch mates (training mode)");
     std::vector<std::vector<std::string>> mates_table;
     for (const Norm& norm : kNorms)
@@ -312,8 +329,18 @@ class BatchComposition final : public Experiment {
     const double bn_drop = m(bn, "shuffled", "acc_running_stats") - m(bn, "class-sorted", "acc_running_stats");
     const double gn_drop = m(gn, "shuffled", "acc_running_stats") - m(gn, "class-sorted", "acc_running_stats");
     const double rn_drop = m(rn, "shuffled", "acc_running_stats") - m(rn, "class-sorted", "acc_running_stats");
+    const double loss_shuffled = m(bn, "shuffled", "train_loss"), loss_sorted = m(bn, "class-sorted", "train_loss");
     md.heading("Verdict");
     std::string verdict =
+        "In training, BN's loss on its single-class batches averages " + fixed(loss_sorted, 4) + " over " + last_steps +
+        " against " + fixed(loss_shuffled, 4) + " on shuffled batches: " +
+        (!std::isfinite(loss_sorted) || !std::isfinite(loss_shuffled)
+             ? std::string("no comparison (a run diverged). ")
+         : loss_sorted <= kFineLoss * loss_shuffled
+             ? "**training looks fine** (" +
+                   (loss_sorted <= loss_shuffled ? std::string("no higher than shuffled")
+                                                 : "within " + fixed(kFineLoss, 1) + " times shuffled") + "). "
+             : "training itself suffers (" + fixed(loss_sorted / loss_shuffled, 1) + " times the shuffled runs' loss). ") +
         "Trained on single-class batches, BN's accuracy with its running statistics is " +
         fixed(m(bn, "class-sorted", "acc_running_stats"), 2) + "% against " + fixed(m(bn, "shuffled", "acc_running_stats"), 2) +
         "% when trained on shuffled batches (" + fixed(bn_drop, 2) + " points lower): " +
@@ -333,7 +360,8 @@ class BatchComposition final : public Experiment {
         (m(gn, "shuffled", "mates_max_change") == 0 ? " (bitwise the same output whatever the mates)." : ".");
     md.paragraph(verdict);
 
-    Figure fig{.name = "batch-composition", .title = "Shuffled vs single-class training batches (tutorial network, MNIST)",
+    Figure fig{.name = "batch-composition",
+               .title = "Shuffled vs single-class training batches (tutorial network, " + data_title(*ctx.data) + ")",
                .rows = 1, .cols = 2, .width = 1200, .height = 560, .panels = {}};
     Panel curves{.title = "(a) test accuracy with the running statistics", .xlabel = "training step (batches of 64)",
                  .ylabel = "test accuracy (%), eval mode", .ymin = 0, .ymax = 100,

@@ -67,6 +67,12 @@ std::string settings_paragraph(const Context& ctx, const std::string& recipe) {
          " threads; the raw numbers are in `results.csv`.";
 }
 
+std::string data_title(const DataSource& data) {
+  if (data.name == "mnist") return "MNIST";
+  if (data.name == "fashion-mnist") return "Fashion-MNIST";
+  return data.name;
+}
+
 std::vector<std::string> names() {
   std::vector<std::string> out;
   for (const auto& e : all()) out.emplace_back(e->name());

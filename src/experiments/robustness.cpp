@@ -190,7 +190,8 @@ class Robustness final : public Experiment {
         " FGSM's gradient is each model's own (a white-box attack), so the two columns face different perturbations "
         "of the same size; Gaussian noise is the same for both.");
 
-    Figure fig{.name = "robustness", .title = "Eval-mode accuracy on perturbed MNIST test images, with and without BN",
+    Figure fig{.name = "robustness",
+               .title = "Eval-mode accuracy on perturbed " + data_title(*ctx.data) + " test images, with and without BN",
                .rows = 1, .cols = 2, .width = 1100, .height = 480, .panels = {}};
     auto panel = [&](const std::string& attack, const std::string& title, const std::string& xlabel, const std::vector<double>& xs) {
       Panel p{.title = title, .xlabel = xlabel, .ylabel = "test accuracy (%)", .ymin = 0, .ymax = 100, .key = "bottom left"};

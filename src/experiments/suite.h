@@ -71,6 +71,8 @@ class Experiment {
 std::string command_line(const Context& ctx);
 // A paragraph with the budget, data and command of the experiment.
 std::string settings_paragraph(const Context& ctx, const std::string& recipe);
+// The data set's name for figure titles: "MNIST", "Fashion-MNIST", or the directory given as --data.
+std::string data_title(const DataSource& data);
 
 std::unique_ptr<Experiment> make_bn_vs_nobn();
 std::unique_ptr<Experiment> make_placement();

@@ -297,8 +297,9 @@ class TrainEvalGap final : public Experiment {
                      : "**not held** here: the running variance is not larger than evaluation's by 5% or more. ";
     verdict += "Recalibrating with dropout off changes the final accuracy by " + fixed(off_gain[a], 2) + " (Adadelta) and " +
                fixed(off_gain[b], 2) + " points (SGD) against the EMA; moving the Dropout after BN, by construction, "
-               "leaves fc1's BN nothing to shift. One seed and " + std::to_string(ctx.options.steps) +
-               " steps: differences of a few tenths of a point are within noise.";
+               "leaves fc1's BN nothing to shift. " + std::to_string(ctx.options.seeds) +
+               (ctx.options.seeds == 1 ? " seed" : " seeds (the curves and their gaps are seed 1's)") + " and " +
+               std::to_string(ctx.options.steps) + " steps: differences of a few tenths of a point are within noise.";
     md.paragraph("**Verdict.** " + verdict);
     return {md.text(), render(fig, ctx.out_dir)};
   }
