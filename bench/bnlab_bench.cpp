@@ -33,9 +33,13 @@
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
 
+#include "timing.h"
+
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::median;
+using bench::median_seconds;
 using nlohmann::json;
 
 struct Options {
@@ -55,24 +59,6 @@ bnlab::Network make_network(const Options& o) {
   bnlab::Network net = bnlab::build_network(bnlab::load_spec(o.model), {1, 28, 28});
   net.initialize(o.seed);
   return net;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
-
-// Runs `body` warmup + reps times; the median seconds of the last reps.
-double median_seconds(int warmup, int reps, const std::function<void(int)>& body) {
-  std::vector<double> times;
-  for (int i = 0; i < warmup + reps; ++i) {
-    const auto t0 = Clock::now();
-    body(i);
-    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (i >= warmup) times.push_back(dt);
-  }
-  return median(times);
 }
 
 // Pixels normalized as MNIST's ((p/255 - 0.1307) / 0.3081) from a fixed pseudo-random image.
