@@ -39,8 +39,15 @@ class Linear final : public Layer {
     if (options_.bias) bias_ = slots[1];
   }
 
+  void reserve(int64_t max_batch, int /*threads*/) override {
+    capacity_ = max_batch;
+    scratch_.assign(static_cast<size_t>(kernels::linear_scratch_size(max_batch, in_features_, options_.out_features)),
+                    0.0f);
+  }
+
   void forward(float* y, const float* x, int64_t n, const RunContext&) override {
-    kernels::linear_forward(y, x, weight_.data, bias_.data, n, in_features_, options_.out_features);
+    kernels::linear_forward(y, x, weight_.data, bias_.data, n, in_features_, options_.out_features,
+                            n <= capacity_ ? scratch_.data() : nullptr);
   }
 
   void backward(float* dx, const float* dy, const float* x, const float*, int64_t n) override {
@@ -66,6 +73,8 @@ class Linear final : public Layer {
   LinearOptions options_;
   int64_t in_features_ = 0;
   TensorSlot weight_, bias_;
+  int64_t capacity_ = 0;          // batch the scratch holds (reserve)
+  AlignedVector<float> scratch_;  // x^T and y^T (kernels::linear_forward)
 };
 
 }  // namespace
