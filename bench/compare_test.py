@@ -1,0 +1,75 @@
+#!/usr/bin/python3
+"""CI's check of bench/compare: a --quick run end to end (bnlab, PyTorch, the machine's limits,
+the targets), its report's sections and its JSON. Times nothing: the figures are not judged.
+
+    bench/compare_test.py BUILD_DIR
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def fail(msg):
+    sys.exit("compare_test: " + msg)
+
+
+def main():
+    build = os.path.abspath(sys.argv[1])
+    with tempfile.TemporaryDirectory(prefix="bnlab-compare-test-") as tmp:
+        raw = os.path.join(tmp, "compare.json")
+        r = subprocess.run([os.path.join(HERE, "compare"), "--quick", "--steps", "2", "--epoch-steps", "3",
+                            "--threads", "2", "--build", build, "--require-torch", "--json", raw],
+                           capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            fail(f"compare exited {r.returncode}:\n{r.stderr[-3000:]}")
+        report = r.stdout
+        with open(raw) as f:
+            data = json.load(f)
+
+    # The machine's limits: positive, and all threads at least one thread's worth.
+    fma, copy = data["machine"]["fma"], data["machine"]["copy"]
+    if not 0 < fma["gflops_1thread"] <= fma["gflops_all"] * 1.05:
+        fail(f"FMA throughput {fma}")
+    if not (copy["gbs_1thread"] > 0 and copy["gbs_all"] > 0):
+        fail(f"copy bandwidth {copy}")
+    if not data["machine"]["cpu"]["isa"]:
+        fail("no instruction sets listed")
+
+    # The FLOP count comes from the network: the same multiply-adds as `bnlab summary` prints.
+    summary = subprocess.run([os.path.join(build, "bnlab"), "summary", "--model", "seed"], capture_output=True,
+                             text=True, check=True).stdout
+    macs = int(re.search(r"MACs per image: ([\d,]+)", summary).group(1).replace(",", ""))
+    if data["bnlab"]["macs_per_image"] != macs:
+        fail(f"macs_per_image {data['bnlab']['macs_per_image']}, bnlab summary says {macs}")
+
+    # The 1-thread run for the scaling rows.
+    one = data.get("bnlab_1thread", {})
+    if not one.get("train", {}).get("64", {}).get("images_per_s"):
+        fail("no 1-thread training figure")
+
+    # The report: the limits section with its share of the peak, and every target with a verdict.
+    for heading in ("### Against this machine's limits", "### Targets (issue 18)"):
+        if heading not in report:
+            fail(f"no '{heading}' in the report:\n{report}")
+    share = re.search(r"\| training step, batch 64, 72 MFLOP an image \(images/s\) \| [\d,]+ \| [\d,]+ \| "
+                      r"[\d.]+x \| (\d+)% \|", report)
+    if not share:
+        fail("no training row against the FMA peak:\n" + report)
+    expected = 100 * data["bnlab"]["train"]["64"]["images_per_s"] * 6 * macs / 1e9 / fma["gflops_all"]
+    if abs(int(share.group(1)) - expected) > 1:
+        fail(f"share of the peak {share.group(1)}%, expected {expected:.1f}%")
+    targets = report.split("### Targets (issue 18)")[1]
+    verdicts = re.findall(r"^\| (.+?) \| (.+?) \| (yes|\*\*misses\*\*|not measured) \|$", targets, re.M)
+    if len(verdicts) != 9:
+        fail(f"{len(verdicts)} target rows with a verdict, not 9:\n{targets}")
+    print(f"compare_test: ok ({len(verdicts)} targets, FMA {fma['gflops_all']:.0f} GFLOP/s, "
+          f"{int(share.group(1))}% of it in training)")
+
+
+if __name__ == "__main__":
+    main()
