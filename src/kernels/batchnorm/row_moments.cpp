@@ -32,7 +32,9 @@ BNLAB_MULTIVERSION(void, row_shifted_sums, (const float* x, int64_t n, float shi
                    (x, n, shift, sum, squares), row_shifted_sums_body)
 
 // The fast statistics (rows.h, StatLanes). Per 32 floats: four widenings and four adds in double
-// for the sums of x, then in float a subtract, a multiply and an add a lane for the squares; the
+// for the sums of x (in the AVX clones a multiply-add by 1, the same rounding, so that the adds
+// run on the multiply units), then in float a subtract, a multiply and an add a lane for the
+// squares; the
 // float partials are widened into the double lanes every kFloatRun elements a lane and at the end
 // of each row. Half the double-precision operations of row_shifted_sums: on a CPU that runs
 // 512-bit double arithmetic at half rate (AMD Zen 4) those were the statistics' whole cost.
