@@ -1,6 +1,8 @@
 // Where a training step of a network spends its time, layer by layer (median of repeated steps);
 // with `eval`, where an eval-mode forward pass does (BN+ReLU fused in both, as bnlab runs them).
-//   build/bench/profile_layers [model] [batch] [steps] [train|eval]
+//   build/bench/profile_layers [model] [batch] [steps] [train|eval]   (or --model, --batch, ...)
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,13 +15,9 @@
 #include "bnlab/spec.h"
 #include "bnlab/threads.h"
 
-int main(int argc, char** argv) {
+namespace {
+void profile(const std::string& model, int64_t batch, int steps, bool eval) {
   using Clock = std::chrono::steady_clock;
-  const std::string model = argc > 1 ? argv[1] : "seed";
-  const int64_t batch = argc > 2 ? std::stoll(argv[2]) : 64;
-  const int steps = argc > 3 ? std::stoi(argv[3]) : 30;
-  const bool eval = argc > 4 && std::string(argv[4]) == "eval";
-  bnlab::set_threads(0);
   bnlab::Network net = bnlab::build_network(bnlab::load_spec(model), {1, 28, 28});
   net.initialize(1);
   net.reserve(batch);
@@ -73,4 +71,26 @@ int main(int argc, char** argv) {
     std::printf("  %-10s %-12s fwd %7.3f ms  bwd %7.3f ms\n", net.layer_name(i).c_str(),
                 std::string(net.layer(i).type()).c_str(), 1e3 * median(fwd[i]), 1e3 * median(bwd[i]));
   }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model = "seed", mode = "train";
+  int64_t batch = 64;
+  int steps = 30, threads = 0;
+  CLI::App app{"Where a training step (or an eval-mode pass) spends its time, layer by layer"};
+  app.add_option("model,--model", model, "Preset or spec file")->capture_default_str();
+  app.add_option("batch,--batch", batch, "Batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
+  app.add_option("steps,--steps", steps, "Timed steps")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("mode,--mode", mode, "train or eval")->check(CLI::IsMember({"train", "eval"}))->capture_default_str();
+  app.add_option("--threads", threads, "Threads (0: all cores)")->check(CLI::Range(0, 4096))->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    bnlab::set_threads(threads);
+    profile(model, batch, steps, mode == "eval");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "profile_layers: %s\n", e.what());
+    return 2;
+  }
+  return 0;
 }
