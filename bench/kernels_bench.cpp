@@ -94,11 +94,10 @@ struct BnProblem {
   }
 
   // Training-mode backward as one process runs it (bn_backward_train); with Relu::Fused, dy is
-  // masked by the fused ReLU's output y.
+  // masked where the fused ReLU's forward was positive (recomputed from x).
   void backward_train(Relu relu = Relu::Separate) {
-    const float* relu_out = relu == Relu::Fused ? y.data() : nullptr;
     k::bn_backward_train(dx.data(), sum_dy.data(), sum_dy_xmu.data(), dy.data(), x.data(), mean.data(), invstd.data(),
-                         weight.data(), relu_out, N, C, S);
+                         weight.data(), bias.data(), relu == Relu::Fused, N, C, S);
     k::bn_backward_params(dweight.data(), dbias.data(), sum_dy.data(), sum_dy_xmu.data(), invstd.data(), C);
   }
 

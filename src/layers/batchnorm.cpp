@@ -189,7 +189,7 @@ class BatchNorm final : public BatchNormLayer {
     if (batch_stats_ && options_.renorm) return renorm_backward(dx, dy, x, relu_out, n);
     if (dx && batch_stats_ && !synced_) {  // one process: the reductions and dx fused, per channel
       kernels::bn_backward_train(dx, sum_dy, sum_dy_xmu, dy, x, mean_.data(), invstd_.data(), t_.weight.data,
-                                 relu_out, n, channels_, spatial_);
+                                 t_.bias.data, relu_out != nullptr, n, channels_, spatial_);
       kernels::bn_backward_params(t_.weight.grad, t_.bias.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
       return;
     }
@@ -217,7 +217,8 @@ class BatchNorm final : public BatchNormLayer {
       const float* mask = relu_out ? relu_out + off : nullptr;
       if (dx) {
         kernels::bn_backward_train(dx + off, sum_dy, sum_dy_xmu, dy + off, x + off, mean_.data() + at,
-                                   invstd_.data() + at, t_.weight.data, mask, rows, channels_, spatial_);
+                                   invstd_.data() + at, t_.weight.data, t_.bias.data, mask != nullptr, rows,
+                                   channels_, spatial_);
       } else {
         kernels::bn_backward_reduce(sum_dy, sum_dy_xmu, dy + off, x + off, mean_.data() + at, mask, rows, channels_,
                                     spatial_);

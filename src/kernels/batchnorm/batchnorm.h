@@ -99,9 +99,12 @@ void bn_backward_input_eval(T* dx, const T* dy, const T* invstd, const T* weight
 template <typename T>
 void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T* weight, const T* bias,
                       double eps, bool relu, int64_t N, int64_t C, int64_t S);
+// With relu, the backward of bn_forward_train's fused ReLU: dy counts where x * alpha + beta > 0,
+// the map recomputed from mean, invstd, weight and bias (those of the forward), which is where
+// the forward's output is > 0; the split kernels' relu_out mask gives the same bits.
 template <typename T>
 void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
-                       const T* invstd, const T* weight, const T* relu_out, int64_t N, int64_t C, int64_t S);
+                       const T* invstd, const T* weight, const T* bias, bool relu, int64_t N, int64_t C, int64_t S);
 
 // Parameter gradients accumulate: dweight += sum_dy_xmu * invstd, dbias += sum_dy.
 template <typename T>

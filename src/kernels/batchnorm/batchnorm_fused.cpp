@@ -16,7 +16,6 @@
 namespace bnlab::kernels {
 namespace {
 using bn_detail::channel_affine;
-using bn_detail::input_grad_row;
 using bn_detail::invstd_of;
 using bn_detail::exact_var_sum;
 using bn_detail::first_row_mean;
@@ -57,17 +56,27 @@ void forward_train_vectors(T* y, T* mean, T* var_sum, T* invstd, const T* x, con
 
 template <typename T>
 void backward_train_vectors(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
-                            const T* invstd, const T* weight, const T* relu_out, int64_t N, int64_t C) {
+                            const T* invstd, const T* weight, const T* bias, bool relu, int64_t N, int64_t C) {
   for (int64_t c0 = 0; c0 < C; c0 += kChannelChunk) {
     const int64_t len = std::min(kChannelChunk, C - c0);
-    for (int64_t j = 0; j < len; ++j) sum_dy[c0 + j] = sum_dy_xmu[c0 + j] = 0;
+    T alpha[kChannelChunk], beta[kChannelChunk], g[kChannelChunk];
+    for (int64_t j = 0; j < len; ++j) {
+      sum_dy[c0 + j] = sum_dy_xmu[c0 + j] = 0;
+      channel_affine(&alpha[j], &beta[j], mean[c0 + j], invstd[c0 + j], weight, bias, c0 + j);
+    }
+    // dy, or dy through the fused ReLU's mask, recomputed from x (rows.h)
+    auto upstream = [&](int64_t n) {
+      const T* row = dy + n * C + c0;
+      if (!relu) return row;
+      row_relu_grad_channels(g, row, x + n * C + c0, len, alpha, beta);
+      return static_cast<const T*>(g);
+    };
     for (int64_t n = 0; n < N; ++n) {
+      const T* up = upstream(n);
       for (int64_t j = 0; j < len; ++j) {
         const int64_t i = n * C + c0 + j;
-        const T upstream = dy[i];
-        const T g = !relu_out || relu_out[i] > T(0) ? upstream : T(0);
-        sum_dy[c0 + j] += static_cast<double>(g);
-        sum_dy_xmu[c0 + j] += static_cast<double>(g * (x[i] - mean[c0 + j]));
+        sum_dy[c0 + j] += static_cast<double>(up[j]);
+        sum_dy_xmu[c0 + j] += static_cast<double>(up[j] * (x[i] - mean[c0 + j]));
       }
     }
     T k[kChannelChunk], grad_mean[kChannelChunk], scale[kChannelChunk];
@@ -79,7 +88,7 @@ void backward_train_vectors(T* dx, double* sum_dy, double* sum_dy_xmu, const T* 
     }
     for (int64_t n = 0; n < N; ++n) {
       const int64_t i = n * C + c0;
-      row_bn_input_grad_channels(dx + i, dy + i, relu_out ? relu_out + i : nullptr, x + i, len, mean + c0, k,
+      row_bn_input_grad_channels(dx + i, upstream(n), static_cast<const T*>(nullptr), x + i, len, mean + c0, k,
                                  grad_mean, scale);
     }
   }
@@ -197,32 +206,50 @@ void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T*
 // sample by sample, then the input gradient. A block stays in L2 between them unless its rows
 // alias there (rows_alias_in_l2), where the thread streams its whole share through each pass in
 // turn, in runs of contiguous rows. Each channel adds its rows in order either way: the same bits.
+// The fused ReLU's mask comes from x and the forward's affine map, not from its output: one
+// tensor fewer to read in each pass.
 template <typename T>
 void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
-                       const T* invstd, const T* weight, const T* relu_out, int64_t N, int64_t C, int64_t S) {
+                       const T* invstd, const T* weight, const T* bias, bool relu, int64_t N, int64_t C, int64_t S) {
   if (S == 1) {
-    backward_train_vectors(dx, sum_dy, sum_dy_xmu, dy, x, mean, invstd, weight, relu_out, N, C);
+    backward_train_vectors(dx, sum_dy, sum_dy_xmu, dy, x, mean, invstd, weight, bias, relu, N, C);
     return;
   }
   const bool stream = rows_alias_in_l2(N, C * S * static_cast<int64_t>(sizeof(T)));
-  const int64_t B = stream ? C : channels_per_block(N, S, relu_out ? 4 : 3, sizeof(T));
+  const int64_t B = stream ? C : channels_per_block(N, S, 3, sizeof(T));
 #pragma omp parallel
   {
     int64_t share0, share1;
     thread_share(C, &share0, &share1);
-    for (int64_t c0 = share0; c0 < share1; c0 += B) {
-      const int64_t c1 = std::min(share1, c0 + B);
-      for (int64_t c = c0; c < c1; ++c) sum_dy[c] = sum_dy_xmu[c] = 0;
+    T alpha[kMaxBlock], beta[kMaxBlock];  // the forward's affine maps, for the ReLU's mask
+    for (int64_t b0 = share0; b0 < share1; b0 += std::min(B, kMaxBlock)) {
+      const int64_t b1 = std::min({share1, b0 + B, b0 + kMaxBlock});
+      for (int64_t c = b0; c < b1; ++c) {
+        sum_dy[c] = sum_dy_xmu[c] = 0;
+        channel_affine(&alpha[c - b0], &beta[c - b0], mean[c], invstd[c], weight, bias, c);
+      }
       for (int64_t n = 0; n < N; ++n) {
-        for (int64_t c = c0; c < c1; ++c) {
+        for (int64_t c = b0; c < b1; ++c) {
           const int64_t row = (n * C + c) * S;
-          if (relu_out) row_sum_dot_masked(dy + row, relu_out + row, x + row, S, mean[c], &sum_dy[c], &sum_dy_xmu[c]);
-          else row_sum_dot(dy + row, x + row, S, mean[c], &sum_dy[c], &sum_dy_xmu[c]);
+          if (relu) {
+            row_sum_dot_relu(dy + row, x + row, S, mean[c], alpha[c - b0], beta[c - b0], &sum_dy[c], &sum_dy_xmu[c]);
+          } else {
+            row_sum_dot(dy + row, x + row, S, mean[c], &sum_dy[c], &sum_dy_xmu[c]);
+          }
         }
       }
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = c0; c < c1; ++c)
-          input_grad_row(dx, dy, x, mean, invstd, weight, relu_out, sum_dy, sum_dy_xmu, N * S, n, c, C, S);
+      for (int64_t n = 0; n < N; ++n) {
+        for (int64_t c = b0; c < b1; ++c) {
+          const auto [k, grad_mean, scale] = bn_detail::grad_coefficients(sum_dy, sum_dy_xmu, invstd, weight, N * S, c);
+          const int64_t row = (n * C + c) * S;
+          if (relu) {
+            row_bn_input_grad_relu(dx + row, dy + row, x + row, S, mean[c], k, grad_mean, scale, alpha[c - b0],
+                                   beta[c - b0]);
+          } else {
+            row_bn_input_grad(dx + row, dy + row, x + row, S, mean[c], k, grad_mean, scale);
+          }
+        }
+      }
     }
   }
 }
@@ -231,7 +258,7 @@ void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, c
   template void bn_forward_train<T>(T*, T*, T*, T*, const T*, const T*, const T*, double, bool, int64_t, \
                                     int64_t, int64_t);                                             \
   template void bn_backward_train<T>(T*, double*, double*, const T*, const T*, const T*, const T*,     \
-                                     const T*, const T*, int64_t, int64_t, int64_t);
+                                     const T*, const T*, bool, int64_t, int64_t, int64_t);
 BNLAB_INSTANTIATE(float)
 BNLAB_INSTANTIATE(double)
 #undef BNLAB_INSTANTIATE

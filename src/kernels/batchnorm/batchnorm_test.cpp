@@ -9,6 +9,7 @@
 #include <string>
 
 #include "gradcheck.h"
+#include "kernels/batchnorm/rows.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -226,7 +227,7 @@ TEST(BnKernel, FusedKernelsGiveTheSplitKernelsBits) {
         bn_forward_train(fy.data(), fmean.data(), fvar_sum.data(), finvstd.data(), x.data(), wp, bp, 1e-5, relu, N, C, S);
         std::vector<double> fsum(C), fdot(C);
         bn_backward_train(fdx.data(), fsum.data(), fdot.data(), dy.data(), x.data(), fmean.data(), finvstd.data(), wp,
-                          relu ? fy.data() : nullptr, N, C, S);
+                          bp, relu, N, C, S);
         EXPECT_EQ(fmean, mean);
         EXPECT_EQ(fvar_sum, var_sum);
         EXPECT_EQ(finvstd, invstd);
@@ -237,6 +238,46 @@ TEST(BnKernel, FusedKernelsGiveTheSplitKernelsBits) {
       }
     }
   }
+}
+
+// The fused ReLU's backward recomputes its mask from x (x * alpha + beta > 0) instead of reading
+// the forward's output: it must pass exactly where the forward's output is positive, on every
+// instruction set (kernels_test runs again under BNLAB_MAX_CPU_ISA). Inputs one ulp apart across
+// the map's zero, where a multiply and an add rounding separately would disagree with the fused
+// multiply-add of the forward, and a row long enough for the vector loops and their tails.
+TEST(BnKernel, ReluMaskFromXIsTheForwardOutputsSign) {
+  const float alpha = 0.3f, beta = 0.1f, mean = -0.2f, k = 0.7f, grad_mean = 0.05f, scale = 1.3f;
+  std::vector<float> x;
+  float v = -beta / alpha;
+  for (int i = 0; i < 100; ++i) v = std::nextafter(v, -1.0f);
+  for (int i = 0; i < 200; ++i, v = std::nextafter(v, 1.0f)) x.push_back(v);
+  for (int i = 0; i < 77; ++i) x.push_back(static_cast<float>(i % 9) * 0.25f - 1.0f);  // far from the zero too
+  const int64_t n = static_cast<int64_t>(x.size());
+  const auto dy = testing::to_float(random_vector(n, 21));
+  std::vector<float> y(x.size());
+  row_affine_relu(y.data(), x.data(), n, alpha, beta);
+  int64_t positive = 0;
+  for (int i = 0; i < 200; ++i) positive += y[i] > 0.0f;
+  ASSERT_GT(positive, 0) << "the inputs must straddle the map's zero";
+  ASSERT_LT(positive, 200) << "the inputs must straddle the map's zero";
+
+  double sum_masked = 0, dot_masked = 0, sum_relu = 0, dot_relu = 0;
+  row_sum_dot_masked(dy.data(), y.data(), x.data(), n, mean, &sum_masked, &dot_masked);
+  row_sum_dot_relu(dy.data(), x.data(), n, mean, alpha, beta, &sum_relu, &dot_relu);
+  EXPECT_EQ(sum_relu, sum_masked);
+  EXPECT_EQ(dot_relu, dot_masked);
+
+  std::vector<float> dx_masked(x.size()), dx_relu(x.size());
+  row_bn_input_grad_masked(dx_masked.data(), dy.data(), y.data(), x.data(), n, mean, k, grad_mean, scale);
+  row_bn_input_grad_relu(dx_relu.data(), dy.data(), x.data(), n, mean, k, grad_mean, scale, alpha, beta);
+  EXPECT_EQ(dx_relu, dx_masked);
+
+  // BatchNorm1d's rows: one channel per element, each with the same map here.
+  const std::vector<float> alphas(x.size(), alpha), betas(x.size(), beta);
+  std::vector<float> y_channels(x.size()), g(x.size());
+  row_affine_channels(y_channels.data(), x.data(), n, alphas.data(), betas.data(), true);
+  row_relu_grad_channels(g.data(), dy.data(), x.data(), n, alphas.data(), betas.data());
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(g[i], y_channels[i] > 0.0f ? dy[i] : 0.0f) << "element " << i;
 }
 
 }  // namespace

@@ -48,15 +48,21 @@ BNLAB_INLINE void row_squared_deviations_body(const float* x, int64_t n, float m
 BNLAB_MULTIVERSION(void, row_squared_deviations, (const float* x, int64_t n, float mean, double* squares),
                    (x, n, mean, squares), row_squared_deviations_body)
 
+// BN's affine map, x * alpha + beta: one fused multiply-add where the clone has FMA. The fused
+// ReLU's forward and its recomputed mask in the backward both call it, so that they round alike.
+namespace {
+BNLAB_INLINE float affine(float x, float alpha, float beta) { return x * alpha + beta; }
+}  // namespace
+
 BNLAB_INLINE void row_affine_body(float* y, const float* x, int64_t n, float alpha, float beta) {
-  for_each_from_line(y, n, [&](int64_t i) { y[i] = x[i] * alpha + beta; });
+  for_each_from_line(y, n, [&](int64_t i) { y[i] = affine(x[i], alpha, beta); });
 }
 BNLAB_MULTIVERSION(void, row_affine, (float* y, const float* x, int64_t n, float alpha, float beta),
                    (y, x, n, alpha, beta), row_affine_body)
 
 BNLAB_INLINE void row_affine_relu_body(float* y, const float* x, int64_t n, float alpha, float beta) {
   for_each_from_line(y, n, [&](int64_t i) {
-    const float v = x[i] * alpha + beta;
+    const float v = affine(x[i], alpha, beta);
     y[i] = v < 0.0f ? 0.0f : v;
   });
 }
@@ -105,14 +111,51 @@ BNLAB_INLINE void row_bn_input_grad_masked_body(float* dx, const float* dy, cons
 BNLAB_MULTIVERSION(void, row_bn_input_grad_masked, (float* dx, const float* dy, const float* y, const float* x, int64_t n, float mean, float k, float grad_mean, float scale),
                    (dx, dy, y, x, n, mean, k, grad_mean, scale), row_bn_input_grad_masked_body)
 
+// The fused ReLU's mask recomputed from x (rows.h): y > 0 exactly where affine(x) > 0, NaN included
+// (y = v < 0 ? 0 : v keeps a NaN, and neither passes).
+BNLAB_INLINE void row_sum_dot_relu_body(const float* dy, const float* x, int64_t n, float mean, float alpha,
+                                        float beta, double* sum, double* dot) {
+  auto g = [&](int64_t i) {
+    const float upstream = dy[i];
+    return affine(x[i], alpha, beta) > 0.0f ? upstream : 0.0f;
+  };
+  float s, d;
+  lane_sum2<float>(n, g, [&](int64_t i) { return g(i) * (x[i] - mean); }, &s, &d);
+  *sum += s;
+  *dot += d;
+}
+BNLAB_MULTIVERSION(void, row_sum_dot_relu, (const float* dy, const float* x, int64_t n, float mean, float alpha, float beta, double* sum, double* dot),
+                   (dy, x, n, mean, alpha, beta, sum, dot), row_sum_dot_relu_body)
+
+BNLAB_INLINE void row_bn_input_grad_relu_body(float* dx, const float* dy, const float* x, int64_t n, float mean,
+                                              float k, float grad_mean, float scale, float alpha, float beta) {
+  for_each_from_line(dx, n, [&](int64_t i) {
+    const float upstream = dy[i];
+    const float g = affine(x[i], alpha, beta) > 0.0f ? upstream : 0.0f;
+    dx[i] = (g - grad_mean - (x[i] - mean) * k) * scale;
+  });
+}
+BNLAB_MULTIVERSION(void, row_bn_input_grad_relu, (float* dx, const float* dy, const float* x, int64_t n, float mean, float k, float grad_mean, float scale, float alpha, float beta),
+                   (dx, dy, x, n, mean, k, grad_mean, scale, alpha, beta), row_bn_input_grad_relu_body)
+
+BNLAB_INLINE void row_relu_grad_channels_body(float* g, const float* dy, const float* x, int64_t C, const float* alpha,
+                                              const float* beta) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float upstream = dy[c];
+    g[c] = affine(x[c], alpha[c], beta[c]) > 0.0f ? upstream : 0.0f;
+  }
+}
+BNLAB_MULTIVERSION(void, row_relu_grad_channels, (float* g, const float* dy, const float* x, int64_t C, const float* alpha, const float* beta),
+                   (g, dy, x, C, alpha, beta), row_relu_grad_channels_body)
+
 BNLAB_INLINE void row_affine_channels_body(float* y, const float* x, int64_t C, const float* alpha, const float* beta, bool relu) {
   if (relu) {
     for (int64_t c = 0; c < C; ++c) {
-      const float v = x[c] * alpha[c] + beta[c];
+      const float v = affine(x[c], alpha[c], beta[c]);
       y[c] = v < 0.0f ? 0.0f : v;
     }
   } else {
-    for (int64_t c = 0; c < C; ++c) y[c] = x[c] * alpha[c] + beta[c];
+    for (int64_t c = 0; c < C; ++c) y[c] = affine(x[c], alpha[c], beta[c]);
   }
 }
 BNLAB_MULTIVERSION(void, row_affine_channels, (float* y, const float* x, int64_t C, const float* alpha, const float* beta, bool relu),

@@ -54,6 +54,17 @@ void row_sum_dot(const float* dy, const float* x, int64_t n, float mean, double*
 // As row_sum_dot with dy taken as 0 where y <= 0 (the backward of a ReLU fused after BN).
 void row_sum_dot_masked(const float* dy, const float* y, const float* x, int64_t n, float mean,
                         double* sum, double* dot);
+// As row_sum_dot_masked and row_bn_input_grad_masked with the fused ReLU's mask recomputed from
+// x: dy counts where x * alpha + beta > 0, the forward's own value (row_affine_relu: the same
+// operations in the same file, so the same rounding on every instruction set), so that the
+// backward need not read the forward's output.
+void row_sum_dot_relu(const float* dy, const float* x, int64_t n, float mean, float alpha, float beta, double* sum,
+                      double* dot);
+void row_bn_input_grad_relu(float* dx, const float* dy, const float* x, int64_t n, float mean, float k,
+                            float grad_mean, float scale, float alpha, float beta);
+// g = dy where x * alpha + beta > 0, else 0, per channel (BatchNorm1d's rows, row_affine_channels).
+void row_relu_grad_channels(float* g, const float* dy, const float* x, int64_t C, const float* alpha,
+                            const float* beta);
 // dx = (dy - grad_mean - (x - mean) * k) * scale
 void row_bn_input_grad(float* dx, const float* dy, const float* x, int64_t n, float mean, float k,
                        float grad_mean, float scale);
@@ -148,6 +159,26 @@ void row_bn_input_grad_masked(T* dx, const T* dy, const T* y, const T* x, int64_
     const T g = y[i] > T(0) ? dy[i] : T(0);
     dx[i] = (g - grad_mean - (x[i] - mean) * k) * scale;
   }
+}
+template <typename T>
+void row_sum_dot_relu(const T* dy, const T* x, int64_t n, T mean, T alpha, T beta, double* sum, double* dot) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = x[i] * alpha + beta > T(0) ? dy[i] : T(0);
+    *sum += g;
+    *dot += g * (x[i] - mean);
+  }
+}
+template <typename T>
+void row_bn_input_grad_relu(T* dx, const T* dy, const T* x, int64_t n, T mean, T k, T grad_mean, T scale, T alpha,
+                            T beta) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = x[i] * alpha + beta > T(0) ? dy[i] : T(0);
+    dx[i] = (g - grad_mean - (x[i] - mean) * k) * scale;
+  }
+}
+template <typename T>
+void row_relu_grad_channels(T* g, const T* dy, const T* x, int64_t C, const T* alpha, const T* beta) {
+  for (int64_t c = 0; c < C; ++c) g[c] = x[c] * alpha[c] + beta[c] > T(0) ? dy[c] : T(0);
 }
 template <typename T>
 void row_bn_input_grad(T* dx, const T* dy, const T* x, int64_t n, T mean, T k, T grad_mean, T scale) {
