@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   int steps = 30, threads = 0;
   CLI::App app{"Where a training step (or an eval-mode pass) spends its time, layer by layer"};
   app.add_option("model,--model", model, "Preset or spec file")->capture_default_str();
-  app.add_option("batch,--batch", batch, "Batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
+  app.add_option("batch,--batch", batch, "Batch size")->check(CLI::Range(int64_t{1}, int64_t{4096}))->capture_default_str();
   app.add_option("steps,--steps", steps, "Timed steps")->check(CLI::Range(1, 100000))->capture_default_str();
   app.add_option("mode,--mode", mode, "train or eval")->check(CLI::IsMember({"train", "eval"}))->capture_default_str();
   app.add_option("--threads", threads, "Threads (0: all cores)")->check(CLI::Range(0, 4096))->capture_default_str();

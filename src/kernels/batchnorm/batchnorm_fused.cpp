@@ -204,9 +204,9 @@ void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T*
 
 // The backward's two passes over a block of channels [c0, c1): the sums of dy and dy * (x - mean)
 // sample by sample, then the input gradient. A block stays in L2 between them unless its rows
-// alias there (rows_alias_in_l2), where the thread streams its whole share through each pass in
-// turn, in runs of contiguous rows. Each channel adds its rows in order either way: the same bits.
-// The fused ReLU's mask comes from x and the forward's affine map, not from its output: one
+// alias there (rows_alias_in_l2), where the thread streams up to kMaxBlock channels of its share
+// through each pass in turn, in runs of contiguous rows, as the forward does. Each channel adds
+// its rows in order either way: the same bits. The fused ReLU's mask comes from x and the forward's affine map, not from its output: one
 // tensor fewer to read in each pass.
 template <typename T>
 void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
@@ -216,14 +216,14 @@ void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, c
     return;
   }
   const bool stream = rows_alias_in_l2(N, C * S * static_cast<int64_t>(sizeof(T)));
-  const int64_t B = stream ? C : channels_per_block(N, S, 3, sizeof(T));
+  const int64_t B = stream ? kMaxBlock : channels_per_block(N, S, 3, sizeof(T));
 #pragma omp parallel
   {
     int64_t share0, share1;
     thread_share(C, &share0, &share1);
     T alpha[kMaxBlock], beta[kMaxBlock];  // the forward's affine maps, for the ReLU's mask
-    for (int64_t b0 = share0; b0 < share1; b0 += std::min(B, kMaxBlock)) {
-      const int64_t b1 = std::min({share1, b0 + B, b0 + kMaxBlock});
+    for (int64_t b0 = share0; b0 < share1; b0 += B) {
+      const int64_t b1 = std::min(share1, b0 + B);
       for (int64_t c = b0; c < b1; ++c) {
         sum_dy[c] = sum_dy_xmu[c] = 0;
         channel_affine(&alpha[c - b0], &beta[c - b0], mean[c], invstd[c], weight, bias, c);
