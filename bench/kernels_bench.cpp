@@ -328,6 +328,25 @@ void BM_Gemm(benchmark::State& state) {
                                                 benchmark::Counter::kIs1000);
 }
 
+// The Winograd filter gradient's dU += dM V^T by AVX-512 dot products (gemm.h), the shape
+// BM_Gemm/M:64/N:32/K:144/ta:0/tb:1 gives to the BLAS. Skipped on a CPU without AVX-512.
+void BM_GemmNtAccumulate(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const Buffer A = filled(M * K, 1), B = filled(N * K, 2);
+  Buffer C(static_cast<size_t>(M * N), 0.0f);
+  if (!k::gemm_nt_accumulate_avx512(M, N, K, A.data(), K, B.data(), K, C.data(), N)) {
+    state.SkipWithError("no AVX-512 on this CPU (or BNLAB_MAX_CPU_ISA)");
+    return;
+  }
+  for (auto _ : state) {
+    k::gemm_nt_accumulate_avx512(M, N, K, A.data(), K, B.data(), K, C.data(), N);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * M * N * K, benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+}
+
 // The seed network's BN inputs: conv1 output 64x32x26x26 and conv2 output 64x64x24x24.
 // The statistics' row loops alone on one row of conv2's output (24 x 24 floats) that stays in L1:
 // their arithmetic, without the memory traffic. items/s count the row's floats.
@@ -426,6 +445,7 @@ BENCHMARK(BM_Conv2dForward)->Apply(conv_shapes);
 BENCHMARK(BM_Conv2dBackward)->Apply(conv_shapes);
 BENCHMARK(BM_Gemm<false>)->Name("BM_Gemm")->Apply(gemm_shapes);
 BENCHMARK(BM_Gemm<true>)->Name("BM_GemmParallel")->Apply(gemm_shapes);
+BENCHMARK(BM_GemmNtAccumulate)->ArgNames({"M", "N", "K"})->Args({64, 32, 144})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
 

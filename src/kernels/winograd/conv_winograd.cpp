@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/gemm.h"
 #include "kernels/winograd/winograd.h"
@@ -84,6 +85,17 @@ void transform_input(T* V, T* plane, const T* x_n, const ConvGeometry& g, const 
     in = plane;
   }
   winograd_input(V, in, g.in_channels, t);
+}
+
+// C (m, n) += A (m, k) B^T for B (n, k), all rows packed: the filter gradient's product, whose
+// operands both run along the tiles. On AVX-512, dot products (gemm.h) instead of the BLAS, which
+// is at its slowest with that layout.
+template <typename T>
+void accumulate_nt(int64_t m, int64_t n, int64_t k, const T* A, const T* B, T* C) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (gemm_nt_accumulate_avx512(m, n, k, A, k, B, k, C, n)) return;
+  }
+  gemm(Trans::No, Trans::Yes, m, n, k, T(1), A, k, B, k, T(1), C, n);
 }
 
 }  // namespace
@@ -166,10 +178,7 @@ void winograd_conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w,
         winograd_output_grad(M, plane, Co, t);
       }
       // dU_xi (Co, Ci) += dM_xi (Co, T) V_xi^T (T, Ci)
-      for (int64_t xi = 0; xi < P16; ++xi) {
-        gemm(Trans::No, Trans::Yes, Co, Ci, T_, T(1), M + xi * sm, T_, V + xi * sv, T_, T(1),
-             dU + xi * su, Ci);
-      }
+      for (int64_t xi = 0; xi < P16; ++xi) accumulate_nt(Co, Ci, T_, M + xi * sm, V + xi * sv, dU + xi * su);
       if (!dx) continue;
       // dV_xi (Ci, T) = U_xi^T (Ci, Co) dM_xi (Co, T), into V's place
       for (int64_t xi = 0; xi < P16; ++xi) {
