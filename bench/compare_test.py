@@ -1,9 +1,12 @@
 #!/usr/bin/python3
-"""CI's check of bench/compare: a --quick run end to end (bnlab, PyTorch, the machine's limits,
-the targets), its report's sections and its JSON. Times nothing: the figures are not judged.
+"""CI's check of bench/compare: a --quick run of two rounds end to end (bnlab, PyTorch, the
+machine's limits, the targets), its report's sections and its JSON, and how it merges rounds.
+Times nothing: the figures are not judged.
 
     bench/compare_test.py BUILD_DIR
 """
+import importlib.machinery
+import importlib.util
 import json
 import os
 import re
@@ -18,18 +21,39 @@ def fail(msg):
     sys.exit("compare_test: " + msg)
 
 
+def check_best_of():
+    """The rounds' merge: the highest images/s, the lowest _ms, anything else from the first round."""
+    loader = importlib.machinery.SourceFileLoader("compare", os.path.join(HERE, "compare"))
+    spec = importlib.util.spec_from_loader("compare", loader)
+    compare = importlib.util.module_from_spec(spec)
+    loader.exec_module(compare)
+    rounds = [{"train": {"64": {"images_per_s": 10.0, "step_ms": 6.4, "final_loss": 0.5}}, "bn": {"copy_ms": 0.3},
+               "shape": [1, 2], "fused": True},
+              {"train": {"64": {"images_per_s": 30.0, "step_ms": 2.1, "final_loss": 0.7}}, "bn": {"copy_ms": 0.4},
+               "shape": [3, 4], "fused": False}]
+    want = {"train": {"64": {"images_per_s": 30.0, "step_ms": 2.1, "final_loss": 0.5}}, "bn": {"copy_ms": 0.3},
+            "shape": [1, 2], "fused": True}
+    got = compare.best_of(rounds)
+    if got != want:
+        fail(f"best_of gave {got}, expected {want}")
+
+
 def main():
+    check_best_of()
     build = os.path.abspath(sys.argv[1])
     with tempfile.TemporaryDirectory(prefix="bnlab-compare-test-") as tmp:
         raw = os.path.join(tmp, "compare.json")
         r = subprocess.run([os.path.join(HERE, "compare"), "--quick", "--steps", "2", "--epoch-steps", "3",
-                            "--threads", "2", "--build", build, "--require-torch", "--json", raw],
+                            "--threads", "2", "--rounds", "2", "--build", build, "--require-torch", "--json", raw],
                            capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
             fail(f"compare exited {r.returncode}:\n{r.stderr[-3000:]}")
         report = r.stdout
         with open(raw) as f:
             data = json.load(f)
+
+    if data.get("rounds") != 2 or "each figure the best of 2 rounds" not in report:
+        fail(f"rounds {data.get('rounds')}; the report does not say how its figures were chosen")
 
     # The machine's limits: positive, and all threads at least one thread's worth.
     fma, copy = data["machine"]["fma"], data["machine"]["copy"]
