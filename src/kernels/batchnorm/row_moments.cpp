@@ -89,7 +89,9 @@ void stat_lanes_baseline(const float* x, int64_t n, float shift, StatLanes* acc)
 #if defined(__x86_64__)
 // GCC 12's own AVX-512 conversion intrinsics start from an undefined vector and warn about it.
 #pragma GCC diagnostic push
+#if !defined(__clang__)  // clang has no -Wmaybe-uninitialized, and warns about the name
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 BNLAB_TARGET_AVX512 void stat_lanes_avx512(const float* x, int64_t n, float shift, StatLanes* acc) {
   __m512d s[4], q[4];

@@ -19,7 +19,9 @@
 
 // GCC 12's own AVX-512 intrinsics (extracts, reductions) start from an undefined vector and warn about it.
 #pragma GCC diagnostic push
+#if !defined(__clang__)  // clang has no -Wmaybe-uninitialized, and warns about the name
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace bnlab::kernels {
