@@ -9,7 +9,7 @@
 //
 // The order of the additions is fixed (lane by lane along K, then the tree), so the result is the
 // same from run to run and thread count to thread count; it is not oneDNN's order, so the bits
-// differ from the BLAS path's (within the dot product's rounding, gemm_nt_test.cpp checks).
+// differ from the BLAS path's. gemm_nt_avx512_test.cpp checks it against a product in double.
 #include "kernels/gemm.h"
 
 #include <cstdint>
