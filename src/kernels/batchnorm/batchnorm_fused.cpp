@@ -206,8 +206,8 @@ void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T*
 // sample by sample, then the input gradient. A block stays in L2 between them unless its rows
 // alias there (rows_alias_in_l2), where the thread streams up to kMaxBlock channels of its share
 // through each pass in turn, in runs of contiguous rows, as the forward does. Each channel adds
-// its rows in order either way: the same bits. The fused ReLU's mask comes from x and the forward's affine map, not from its output: one
-// tensor fewer to read in each pass.
+// its rows in order either way: the same bits. The fused ReLU's mask comes from x and the
+// forward's affine map, not from its output: one tensor fewer to read in each pass.
 template <typename T>
 void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
                        const T* invstd, const T* weight, const T* bias, bool relu, int64_t N, int64_t C, int64_t S) {
@@ -222,6 +222,7 @@ void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, c
     int64_t share0, share1;
     thread_share(C, &share0, &share1);
     T alpha[kMaxBlock], beta[kMaxBlock];  // the forward's affine maps, for the ReLU's mask
+    bn_detail::GradCoefficients<T> coefficients[kMaxBlock];  // per channel, once its sums are in
     for (int64_t b0 = share0; b0 < share1; b0 += B) {
       const int64_t b1 = std::min(share1, b0 + B);
       for (int64_t c = b0; c < b1; ++c) {
@@ -238,9 +239,11 @@ void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, c
           }
         }
       }
+      for (int64_t c = b0; c < b1; ++c)
+        coefficients[c - b0] = bn_detail::grad_coefficients(sum_dy, sum_dy_xmu, invstd, weight, N * S, c);
       for (int64_t n = 0; n < N; ++n) {
         for (int64_t c = b0; c < b1; ++c) {
-          const auto [k, grad_mean, scale] = bn_detail::grad_coefficients(sum_dy, sum_dy_xmu, invstd, weight, N * S, c);
+          const auto [k, grad_mean, scale] = coefficients[c - b0];
           const int64_t row = (n * C + c) * S;
           if (relu) {
             row_bn_input_grad_relu(dx + row, dy + row, x + row, S, mean[c], k, grad_mean, scale, alpha[c - b0],

@@ -87,12 +87,7 @@ void stat_lanes_baseline(const float* x, int64_t n, float shift, StatLanes* acc)
 }
 
 #if defined(__x86_64__)
-// GCC 12's own AVX-512 conversion intrinsics start from an undefined vector and warn about it.
-#pragma GCC diagnostic push
-#if !defined(__clang__)  // clang has no -Wmaybe-uninitialized, and warns about the name
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#pragma GCC diagnostic ignored "-Wuninitialized"
+BNLAB_AVX512_INTRINSICS_BEGIN
 BNLAB_TARGET_AVX512 void stat_lanes_avx512(const float* x, int64_t n, float shift, StatLanes* acc) {
   __m512d s[4], q[4];
   for (int j = 0; j < 4; ++j) s[j] = _mm512_load_pd(acc->sum + 8 * j), q[j] = _mm512_load_pd(acc->squares + 8 * j);
@@ -119,7 +114,7 @@ BNLAB_TARGET_AVX512 void stat_lanes_avx512(const float* x, int64_t n, float shif
 #undef widen
   for (int j = 0; j < 4; ++j) _mm512_store_pd(acc->sum + 8 * j, s[j]), _mm512_store_pd(acc->squares + 8 * j, q[j]);
 }
-#pragma GCC diagnostic pop
+BNLAB_AVX512_INTRINSICS_END
 
 BNLAB_TARGET_AVX2 void stat_lanes_avx2(const float* x, int64_t n, float shift, StatLanes* acc) {
   __m256d s[8];

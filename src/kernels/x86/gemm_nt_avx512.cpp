@@ -16,13 +16,9 @@
 
 #if defined(__x86_64__)
 #include "kernels/x86/avx512_rows.h"
+#include "kernels/x86/multiversion.h"
 
-// GCC 12's own AVX-512 intrinsics (extracts, reductions) start from an undefined vector and warn about it.
-#pragma GCC diagnostic push
-#if !defined(__clang__)  // clang has no -Wmaybe-uninitialized, and warns about the name
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#pragma GCC diagnostic ignored "-Wuninitialized"
+BNLAB_AVX512_INTRINSICS_BEGIN
 
 namespace bnlab::kernels {
 namespace {
@@ -34,7 +30,7 @@ inline __mmask16 tail_mask(int64_t K) {
 }
 
 // v[4i + j] -> one vector whose lane 4i + j is the sum of v[4i + j]'s 16 lanes.
-BNLAB_AVX512 __attribute__((always_inline)) inline __m512 sum_lanes16(const __m512* v) {
+BNLAB_AVX512 BNLAB_INLINE __m512 sum_lanes16(const __m512* v) {
   __m512 w[8], x[4];
 #pragma GCC unroll 8
   for (int k = 0; k < 8; ++k)  // per 128-bit block: [a0+a2, b0+b2, a1+a3, b1+b3] of v[2k], v[2k+1]
@@ -51,7 +47,7 @@ BNLAB_AVX512 __attribute__((always_inline)) inline __m512 sum_lanes16(const __m5
 }
 
 // One step of 16 along K for a 4 x 4 block (m: the lanes of K it covers).
-BNLAB_AVX512 __attribute__((always_inline)) inline void step4x4(__m512* acc, const float* A, int64_t lda, const float* B, int64_t ldb, __mmask16 m) {
+BNLAB_AVX512 BNLAB_INLINE void step4x4(__m512* acc, const float* A, int64_t lda, const float* B, int64_t ldb, __mmask16 m) {
   __m512 a[4], b[4];
 #pragma GCC unroll 4
   for (int i = 0; i < 4; ++i) a[i] = _mm512_maskz_loadu_ps(m, A + i * lda);
@@ -117,7 +113,7 @@ bool gemm_nt_accumulate_avx512(int64_t M, int64_t N, int64_t K, const float* A, 
 
 }  // namespace bnlab::kernels
 
-#pragma GCC diagnostic pop
+BNLAB_AVX512_INTRINSICS_END
 
 #else  // not x86-64
 

@@ -15,6 +15,19 @@
 // each clone to be compiled for the clone's instruction set.
 #define BNLAB_INLINE inline __attribute__((always_inline))
 
+// Around code that uses GCC 12's own AVX-512 conversion, extract or reduction intrinsics: they
+// start from an undefined vector, and GCC warns about it in the caller. clang has no
+// -Wmaybe-uninitialized (and warns about the unknown name), so only GCC is told.
+#if defined(__clang__)
+#define BNLAB_AVX512_INTRINSICS_BEGIN \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#else
+#define BNLAB_AVX512_INTRINSICS_BEGIN                                                          \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"") \
+      _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#endif
+#define BNLAB_AVX512_INTRINSICS_END _Pragma("GCC diagnostic pop")
+
 #if defined(__x86_64__)
 #define BNLAB_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
 #define BNLAB_TARGET_AVX2 __attribute__((target("arch=x86-64-v3")))
