@@ -20,6 +20,7 @@
 #include "kernels/batchnorm/rows.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
+#include "kernels/pool/pool.h"
 #include "kernels/winograd/winograd.h"
 
 namespace {
@@ -369,6 +370,24 @@ void BM_BnStatsRow(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * S);
 }
 
+// The 2x2, stride-2 max-pool after conv2's BN and ReLU, training (with argmax), on bnlab's thread
+// count: the forward reads the tensor and writes a quarter of it twice (values, argmax), the
+// backward writes it and reads those quarters; BM_MemcpyThreads at the same shape is the floor.
+void BM_MaxPool2x2(benchmark::State& state, bool backward) {
+  BnProblem p(state);
+  const k::PoolGeometry g{p.C, state.range(2), state.range(3), 2, 2, 0};
+  const int64_t pooled = p.N * p.C * g.out_height() * g.out_width();
+  Buffer y(static_cast<size_t>(pooled)), dy = filled(pooled, 4);
+  std::vector<int32_t> argmax(static_cast<size_t>(pooled));
+  k::maxpool2d_forward(y.data(), argmax.data(), p.x.data(), g, p.N);
+  for (auto _ : state) {
+    if (backward) k::maxpool2d_backward(p.dx.data(), dy.data(), argmax.data(), g, p.N);
+    else k::maxpool2d_forward(y.data(), argmax.data(), p.x.data(), g, p.N);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 3 / 2 * p.bytes());  // the tensor, and two quarters
+}
+
 void bn_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"N", "C", "H", "W"})->Args({64, 32, 26, 26})->Args({64, 64, 24, 24});
   b->Unit(benchmark::kMicrosecond)->UseRealTime();
@@ -427,6 +446,8 @@ BENCHMARK(BM_BnForwardEval)->Apply(bn_shapes);
 BENCHMARK(BM_BnBackwardTrain<Relu::Separate, Path::Fused>)->Name("BM_BnBackwardTrain")->Apply(bn_shapes);
 BENCHMARK(BM_BnBackwardTrain<Relu::Fused, Path::Fused>)->Name("BM_BnReluBackwardTrain")->Apply(bn_shapes);
 BENCHMARK(BM_BnBackwardTrain<Relu::Separate, Path::Split>)->Name("BM_BnBackwardTrainSplit")->Apply(bn_shapes);
+BENCHMARK_CAPTURE(BM_MaxPool2x2, forward, false)->Name("BM_MaxPool2x2Forward")->Apply(bn_shapes);
+BENCHMARK_CAPTURE(BM_MaxPool2x2, backward, true)->Name("BM_MaxPool2x2Backward")->Apply(bn_shapes);
 BENCHMARK(BM_Memcpy)->Apply(bn_shapes);
 BENCHMARK(BM_MemcpyThreads)->Apply(bn_shapes);
 BENCHMARK(BM_WinogradTransform<Transform::Input, TransformPath::AsRun>)

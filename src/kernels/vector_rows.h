@@ -32,6 +32,13 @@ void plane_maxpool2x2(float* y, int32_t* idx, const float* x, int64_t W, int64_t
 // The same on AVX-512 for rows of at most 32 values (x86/pool_avx512.cpp): returns false, having done
 // nothing, on a CPU without AVX-512 or for wider rows.
 bool plane_maxpool2x2_avx512(float* y, int32_t* idx, const float* x, int64_t W, int64_t Ho, int64_t Wo);
+// The backward of the 2x2 pool on AVX-512 for planes of rows of at most 32 values: dx (H, W) =
+// each window's gradient dy (Ho, Wo) at its maximum idx (plane_maxpool2x2's flat indices), 0
+// elsewhere, row by row (the portable backward fills the plane with 0 and adds each gradient at
+// its index: the same bits, a gradient of -0 landing as +0). Returns false, having done nothing,
+// on a CPU without AVX-512 or for wider rows.
+bool plane_maxpool2x2_backward_avx512(float* dx, const float* dy, const int32_t* idx, int64_t H, int64_t W,
+                                      int64_t Ho, int64_t Wo);
 
 // Inverted dropout over elements [2*first, 2*first + 2*pairs) of a tensor: pair j takes the two
 // 24-bit halves of random_bits(key, j); keep = u >= threshold (u / 2^24 >= p); y = keep ? x*scale : 0.

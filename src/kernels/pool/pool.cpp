@@ -59,21 +59,30 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g,
   }
 }
 
+namespace {
+// dx of one plane (plane_in values) = 0, plus each window's gradient at its maximum.
+template <typename T>
+void plane_backward(T* dx, const T* dy, const int32_t* idx, int64_t plane_in, int64_t plane_out) {
+  std::fill(dx, dx + plane_in, T(0));
+  for (int64_t p = 0; p < plane_out; ++p) dx[idx[p]] += dy[p];
+}
+}  // namespace
+
 template <typename T>
 void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolGeometry& g,
                         int64_t N) {
   const int64_t Ho = g.out_height(), Wo = g.out_width();
-  const int64_t plane_in = g.height * g.width;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t c = 0; c < g.channels; ++c) {
-      const int64_t plane = n * g.channels + c;
-      T* out = dx + plane * plane_in;
-      std::fill(out, out + plane_in, T(0));
-      const T* g_in = dy + plane * Ho * Wo;
-      const int32_t* idx = argmax + plane * Ho * Wo;
-      for (int64_t p = 0; p < Ho * Wo; ++p) out[idx[p]] += g_in[p];
+  const int64_t plane_in = g.height * g.width, plane_out = Ho * Wo;
+  const bool two_by_two = g.kernel == 2 && g.stride == 2 && g.padding == 0;
+#pragma omp parallel for schedule(static)
+  for (int64_t plane = 0; plane < N * g.channels; ++plane) {
+    T* out = dx + plane * plane_in;
+    const T* g_in = dy + plane * plane_out;
+    const int32_t* idx = argmax + plane * plane_out;
+    if constexpr (std::is_same_v<T, float>) {
+      if (two_by_two && plane_maxpool2x2_backward_avx512(out, g_in, idx, g.height, g.width, Ho, Wo)) continue;
     }
+    plane_backward(out, g_in, idx, plane_in, plane_out);
   }
 }
 

@@ -77,6 +77,35 @@ TEST(MaxPoolKernel, Avx512GivesThePortableMaximaAndIndices) {
   }
 }
 
+// The 2x2 backward on AVX-512 against the definition (0 everywhere, plus each gradient at its
+// window's maximum), bit for bit: widths 2 to 33 (odd ones leave the last column out, as do odd
+// heights the last row), maxima anywhere in their windows (the forward's indices over ties and
+// NaNs), gradients of -0 (land as +0) and NaN, and a dx full of garbage beforehand. On a CPU
+// without AVX-512 it declines.
+TEST(MaxPoolKernel, Avx512BackwardRoutesEachGradientToItsMaximum) {
+  const bool cpu_has_avx512 = avx512_enabled();
+  for (const int64_t W : {2, 5, 24, 25, 31, 32, 33}) {
+    for (const int64_t H : {6, 7}) {
+      const int64_t Ho = H / 2, Wo = W / 2;
+      std::vector<float> x = testing::to_float(testing::random_vector(H * W, 5));
+      for (size_t i = 0; i + 5 < x.size(); i += 5) x[i + 1] = x[i];  // ties
+      x[W + 1 < static_cast<int64_t>(x.size()) ? W + 1 : 1] = std::numeric_limits<float>::quiet_NaN();
+      std::vector<float> y(Ho * Wo);
+      std::vector<int32_t> idx(Ho * Wo);
+      plane_maxpool2x2(y.data(), idx.data(), x.data(), W, Ho, Wo);
+      std::vector<float> dy = testing::to_float(testing::random_vector(Ho * Wo, 6));
+      dy[0] = -0.0f;
+      dy.back() = std::numeric_limits<float>::quiet_NaN();
+      std::vector<float> fast(H * W, -7.0f), want(H * W, 0.0f);
+      for (int64_t p = 0; p < Ho * Wo; ++p) want[idx[p]] += dy[p];
+      const bool took = plane_maxpool2x2_backward_avx512(fast.data(), dy.data(), idx.data(), H, W, Ho, Wo);
+      EXPECT_EQ(took, cpu_has_avx512 && W <= 32) << W;
+      if (!took) continue;
+      EXPECT_EQ(0, std::memcmp(fast.data(), want.data(), fast.size() * sizeof(float))) << W << "x" << H;
+    }
+  }
+}
+
 TEST(MaxPoolKernel, BackwardMatchesFiniteDifferences) {
   for (const PoolGeometry g : {PoolGeometry{2, 6, 6, 2, 2, 0}, PoolGeometry{1, 5, 5, 3, 2, 1}}) {
     const int64_t N = 2, out = N * g.channels * g.out_height() * g.out_width();
