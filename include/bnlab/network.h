@@ -20,9 +20,10 @@ class TrainingExecutor;
 class InferenceExecutor;
 
 // How an executor runs the layers (the fusion pass, src/nn/fusion.h): Full fuses what gives the
-// same bits (BatchNorm+ReLU in training; a convolution with the BatchNorm, ReLU and max-pool after
-// it in inference); None runs every layer on its own, so that activation(i) is each layer's own
-// output (a ReLU's input is then the BatchNorm's output, not the ReLU's).
+// same bits (BatchNorm+ReLU in training, and the 2x2 max-pool after them where the batch allows;
+// a convolution with the BatchNorm, ReLU and max-pool after it in inference); None runs every
+// layer on its own, so that activation(i) is each layer's own output (a ReLU's input is then the
+// BatchNorm's output, not the ReLU's).
 enum class Fusion { Full, None };
 
 struct ExecutorOptions {
@@ -90,7 +91,9 @@ class Network {
   const Shape& input_shape() const { return shapes_.front(); }
   const Shape& output_shape() const { return shapes_.back(); }
   const Shape& output_shape(size_t i) const { return shapes_[i + 1]; }
-  // Output of layer i from the last forward through the training executor (n, output_shape(i)...).
+  // Output of layer i from the last forward through the training executor (n, output_shape(i)...);
+  // null where that forward did not write it (a BatchNorm and its ReLU fused with the max-pool
+  // after them: only the pool's output is written).
   const float* activation(size_t i) const;
   int64_t parameter_count(size_t i) const;
   // Where layer i's parameters (and their gradients) begin in parameters(); -1 if it has none.

@@ -84,6 +84,32 @@ class BatchNorm final : public BatchNormLayer {
     run_backward(dx, dy, x, y, n);
   }
 
+  bool can_fuse_pool(const RunContext& ctx) const override {
+    return kind_ == BatchNormKind::TwoD && ctx.mode == Mode::Train && options_.freeze == BatchNormFreeze::None &&
+           !options_.virtual_batch && !options_.renorm && !comm_ && input_shape_[1] >= 2 && input_shape_[2] >= 2 &&
+           spatial_ <= kernels::kMaxFusedPoolPlane;
+  }
+  // The training forward's one-process path (run_forward) with the pool in its normalization.
+  void forward_relu_pool(float* y, int32_t* argmax, const float* x, int64_t n, const RunContext& ctx) override {
+    if (!can_fuse_pool(ctx)) fail(type(), "forward", "the fused max-pool needs a plain training batch on one process");
+    batch_stats_ = true;
+    synced_ = false;
+    groups_ = 1;
+    count_ = n * spatial_;
+    require_values(count_, n);
+    kernels::bn_forward_train_relu_pool(y, argmax, mean_.data(), var_sum_.data(), invstd_.data(), x, t_.weight.data,
+                                        t_.bias.data, options_.eps, n, channels_, input_shape_[1], input_shape_[2]);
+    if (options_.track_running_stats) update_running(count_, 0);
+  }
+  void backward_relu_pool(float* dx, const float* dy, const int32_t* argmax, const float* x, int64_t n) override {
+    double* sum_dy = backward_sums_.data();
+    double* sum_dy_xmu = backward_sums_.data() + channels_;
+    kernels::bn_backward_train_relu_pool(dx, sum_dy, sum_dy_xmu, dy, argmax, x, mean_.data(), invstd_.data(),
+                                         t_.weight.data, t_.bias.data, n, channels_, input_shape_[1],
+                                         input_shape_[2]);
+    kernels::bn_backward_params(t_.weight.grad, t_.bias.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
+  }
+
   void eval_affine(float* scale, float* shift) const override {
     // invstd first into `scale`, which bn_affine then overwrites channel by channel
     kernels::bn_invstd_from_var(scale, t_.running_var.data, options_.eps, channels_);

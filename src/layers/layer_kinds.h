@@ -22,6 +22,14 @@ class BatchNormLayer : public Layer {
   // forward and backward with the ReLU that follows applied in the same pass; y is after it.
   virtual void forward_relu(float* y, const float* x, int64_t n, const RunContext& ctx) = 0;
   virtual void backward_relu(float* dx, const float* dy, const float* x, const float* y, int64_t n) = 0;
+  // With the 2x2, stride-2 max-pool after that ReLU in the same passes as well, the BN output never
+  // stored (kernels/batchnorm/batchnorm.h): y and argmax are the pool's output and argmax (argmax
+  // may be null), dy is the pooled gradient. Only for a batch that can_fuse_pool accepts (training
+  // on one process with the plain batch statistics, planes small enough); the same bits as the
+  // three layers one by one.
+  virtual bool can_fuse_pool(const RunContext& ctx) const = 0;
+  virtual void forward_relu_pool(float* y, int32_t* argmax, const float* x, int64_t n, const RunContext& ctx) = 0;
+  virtual void backward_relu_pool(float* dx, const float* dy, const int32_t* argmax, const float* x, int64_t n) = 0;
   // The running statistics' momentum from now on (none: the cumulative average), for the
   // recalibration (src/train/recalibrate.cpp), which sets it for its passes and puts it back.
   virtual void set_momentum(std::optional<double> momentum) = 0;
@@ -43,6 +51,9 @@ class MaxPool2dLayer : public Layer {
  public:
   LayerKind kind() const final { return LayerKind::MaxPool2d; }
   virtual const MaxPool2dOptions& options() const = 0;
+  // Where forward keeps each window's argmax for backward (N, C, Ho, Wo), for a fused layer
+  // before it that pools in its place (BatchNormLayer::forward_relu_pool).
+  virtual int32_t* argmax() = 0;
 };
 
 // The layer of kind T::kind() as T; call only after checking kind().

@@ -26,6 +26,7 @@ class MaxPool2d final : public MaxPool2dLayer {
   }
 
   const MaxPool2dOptions& options() const override { return options_; }
+  int32_t* argmax() override { return argmax_.data(); }
 
   void reserve(int64_t max_batch, int) override {
     argmax_.assign(static_cast<size_t>(max_batch * geometry_.channels * geometry_.out_height() *

@@ -23,12 +23,14 @@ bool is_maxpool2x2(std::span<const NamedLayer> layers, size_t i) {
 }  // namespace
 
 TrainingPlan plan_training(std::span<const NamedLayer> layers, Fusion fusion) {
-  TrainingPlan plan{std::vector<bool>(layers.size(), false), std::vector<bool>(layers.size(), false)};
+  const std::vector<bool> none(layers.size(), false);
+  TrainingPlan plan{none, none, none};
   if (fusion == Fusion::None) return plan;
   for (size_t i = 0; i + 1 < layers.size(); ++i) {
     if (is(layers, i, LayerKind::BatchNorm) && is(layers, i + 1, LayerKind::ReLU)) {
       plan.applies_relu[i] = true;
       plan.absorbed[i + 1] = true;
+      plan.may_pool[i] = i > 0 && is_maxpool2x2(layers, i + 2);
     }
   }
   return plan;

@@ -16,6 +16,7 @@ namespace {
 std::string first_non_finite_layer(const Network& net, int64_t n) {
   for (size_t i = 0; i < net.layer_count(); ++i) {
     const float* out = net.activation(i);
+    if (!out) continue;  // not written (fused into the layer after it)
     const int64_t size = n * numel(net.output_shape(i));
     for (int64_t j = 0; j < size; ++j) {
       if (!std::isfinite(out[j])) {

@@ -106,6 +106,20 @@ template <typename T>
 void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
                        const T* invstd, const T* weight, const T* bias, bool relu, int64_t N, int64_t C, int64_t S);
 
+// BN, ReLU and the 2x2, stride-2 max-pool after them in training, fused: bn_forward_train with
+// relu whose output goes straight into maxpool2d_forward (y (N, C, H/2, W/2) and argmax, which
+// may be null), never stored; the backward is bn_backward_train with relu whose dy is what
+// maxpool2d_backward makes of the pooled gradient dy and argmax, made a plane at a time in L1.
+// The same bits as the three run one by one. Planes of at most kMaxFusedPoolPlane values, H, W >= 2.
+constexpr int64_t kMaxFusedPoolPlane = 4096;
+void bn_forward_train_relu_pool(float* y, int32_t* argmax, float* mean, float* var_sum, float* invstd,
+                                const float* x, const float* weight, const float* bias, double eps, int64_t N,
+                                int64_t C, int64_t H, int64_t W);
+void bn_backward_train_relu_pool(float* dx, double* sum_dy, double* sum_dy_xmu, const float* dy,
+                                 const int32_t* argmax, const float* x, const float* mean, const float* invstd,
+                                 const float* weight, const float* bias, int64_t N, int64_t C, int64_t H,
+                                 int64_t W);
+
 // Parameter gradients accumulate: dweight += sum_dy_xmu * invstd, dbias += sum_dy.
 template <typename T>
 void bn_backward_params(T* dweight, T* dbias, const double* sum_dy, const double* sum_dy_xmu,

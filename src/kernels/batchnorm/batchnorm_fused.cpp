@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <numeric>
+#include <type_traits>
 
 #include "kernels/batchnorm/batchnorm.h"
 #include "kernels/batchnorm/batchnorm_channel.h"
 #include "kernels/batchnorm/rows.h"
+#include "kernels/pool/pool.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -115,6 +117,24 @@ struct ForwardBlock {
   int64_t c0 = 0, c1 = 0;
 };
 
+// The 2x2, stride-2 max-pool after BN+ReLU, fused (bn_forward_train_relu_pool and its backward):
+// the forward normalizes each (H, W) plane into a buffer in L1 and pools it from there into y and
+// argmax; the backward rebuilds each plane's dy there from the pooled gradient and argmax, as the
+// pool's backward would write it. Float planes only (the pool's kernels).
+struct PoolPlanes {
+  float* y = nullptr;  // forward: (N, C, H/2, W/2), and argmax (may be null)
+  int32_t* argmax = nullptr;
+  const float* dy = nullptr;  // backward: the pooled gradient, and the forward's argmax
+  const int32_t* argmax_in = nullptr;
+  int64_t H = 0, W = 0;
+  int64_t pooled() const { return (H / 2) * (W / 2); }
+};
+
+// A plane's worth of buffer, where fused planes are normalized or rebuilt.
+struct alignas(64) PlaneBuffer {
+  float v[kMaxFusedPoolPlane];
+};
+
 template <typename T>
 struct Forward {
   T *y, *mean, *var_sum, *invstd;
@@ -122,6 +142,7 @@ struct Forward {
   double eps;
   bool relu;
   int64_t N, C, S;
+  const PoolPlanes* pool = nullptr;  // BN+ReLU+pool: y unused, the pooled planes written instead
 
   void begin(ForwardBlock<T>& b, int64_t c0, int64_t c1) const {
     b.c0 = c0, b.c1 = c1;
@@ -144,6 +165,16 @@ struct Forward {
   void normalize_row(const ForwardBlock<T>& b, int64_t n) const {
     for (int64_t c = b.c0; c < b.c1; ++c) {
       const int64_t row = (n * C + c) * S, j = c - b.c0;
+      if constexpr (std::is_same_v<T, float>) {
+        if (pool) {
+          PlaneBuffer plane;
+          row_affine_relu(plane.v, x + row, S, b.alpha[j], b.beta[j]);
+          const int64_t at = (n * C + c) * pool->pooled();
+          maxpool2x2_plane_forward(pool->y + at, pool->argmax ? pool->argmax + at : nullptr, plane.v, pool->H,
+                                   pool->W);
+          continue;
+        }
+      }
       if (relu) row_affine_relu(y + row, x + row, S, b.alpha[j], b.beta[j]);
       else row_affine(y + row, x + row, S, b.alpha[j], b.beta[j]);
     }
@@ -164,14 +195,10 @@ void thread_share(int64_t C, int64_t* c0, int64_t* c1) {
 // rows alias in L2 (rows_alias_in_l2), it streams instead: the statistics of up to kMaxBlock
 // channels sample by sample (a contiguous run of the share's rows each), then their
 // normalization likewise. Each channel adds its rows in order either way: the same bits.
+namespace {
 template <typename T>
-void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T* weight, const T* bias,
-                      double eps, bool relu, int64_t N, int64_t C, int64_t S) {
-  if (S == 1) {
-    forward_train_vectors(y, mean, var_sum, invstd, x, weight, bias, eps, relu, N, C);
-    return;
-  }
-  const Forward<T> f{y, mean, var_sum, invstd, x, weight, bias, eps, relu, N, C, S};
+void forward_train_planes(const Forward<T>& f) {
+  const int64_t N = f.N, C = f.C, S = f.S;
   const bool stream = rows_alias_in_l2(N, C * S * static_cast<int64_t>(sizeof(T)));
   const int64_t B = stream ? kMaxBlock : channels_per_block(N, S, 2, sizeof(T));
 #pragma omp parallel
@@ -201,6 +228,25 @@ void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T*
     }
   }
 }
+}  // namespace
+
+template <typename T>
+void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T* weight, const T* bias,
+                      double eps, bool relu, int64_t N, int64_t C, int64_t S) {
+  if (S == 1) {
+    forward_train_vectors(y, mean, var_sum, invstd, x, weight, bias, eps, relu, N, C);
+    return;
+  }
+  forward_train_planes(Forward<T>{y, mean, var_sum, invstd, x, weight, bias, eps, relu, N, C, S});
+}
+
+void bn_forward_train_relu_pool(float* y, int32_t* argmax, float* mean, float* var_sum, float* invstd,
+                                const float* x, const float* weight, const float* bias, double eps, int64_t N,
+                                int64_t C, int64_t H, int64_t W) {
+  const PoolPlanes pool{.y = y, .argmax = argmax, .H = H, .W = W};
+  forward_train_planes(
+      Forward<float>{nullptr, mean, var_sum, invstd, x, weight, bias, eps, true, N, C, H * W, &pool});
+}
 
 // The backward's two passes over a block of channels [c0, c1): the sums of dy and dy * (x - mean)
 // sample by sample, then the input gradient. A block stays in L2 between them unless its rows
@@ -208,13 +254,11 @@ void bn_forward_train(T* y, T* mean, T* var_sum, T* invstd, const T* x, const T*
 // through each pass in turn, in runs of contiguous rows, as the forward does. Each channel adds
 // its rows in order either way: the same bits. The fused ReLU's mask comes from x and the
 // forward's affine map, not from its output: one tensor fewer to read in each pass.
+namespace {
 template <typename T>
-void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
-                       const T* invstd, const T* weight, const T* bias, bool relu, int64_t N, int64_t C, int64_t S) {
-  if (S == 1) {
-    backward_train_vectors(dx, sum_dy, sum_dy_xmu, dy, x, mean, invstd, weight, bias, relu, N, C);
-    return;
-  }
+void backward_train_planes(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
+                           const T* invstd, const T* weight, const T* bias, bool relu, int64_t N, int64_t C,
+                           int64_t S, const PoolPlanes* pool) {
   const bool stream = rows_alias_in_l2(N, C * S * static_cast<int64_t>(sizeof(T)));
   const int64_t B = stream ? kMaxBlock : channels_per_block(N, S, 3, sizeof(T));
 #pragma omp parallel
@@ -223,6 +267,17 @@ void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, c
     thread_share(C, &share0, &share1);
     T alpha[kMaxBlock], beta[kMaxBlock];  // the forward's affine maps, for the ReLU's mask
     bn_detail::GradCoefficients<T> coefficients[kMaxBlock];  // per channel, once its sums are in
+    PlaneBuffer plane;                                       // with the pool: a plane's dy, rebuilt
+    auto upstream = [&](int64_t n, int64_t c) {
+      if constexpr (std::is_same_v<T, float>) {
+        if (pool) {
+          const int64_t at = (n * C + c) * pool->pooled();
+          maxpool2x2_plane_backward(plane.v, pool->dy + at, pool->argmax_in + at, pool->H, pool->W);
+          return static_cast<const T*>(plane.v);
+        }
+      }
+      return dy + (n * C + c) * S;
+    };
     for (int64_t b0 = share0; b0 < share1; b0 += B) {
       const int64_t b1 = std::min(share1, b0 + B);
       for (int64_t c = b0; c < b1; ++c) {
@@ -231,11 +286,12 @@ void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, c
       }
       for (int64_t n = 0; n < N; ++n) {
         for (int64_t c = b0; c < b1; ++c) {
-          const int64_t row = (n * C + c) * S;
+          const T* g = upstream(n, c);
+          const T* xr = x + (n * C + c) * S;
           if (relu) {
-            row_sum_dot_relu(dy + row, x + row, S, mean[c], alpha[c - b0], beta[c - b0], &sum_dy[c], &sum_dy_xmu[c]);
+            row_sum_dot_relu(g, xr, S, mean[c], alpha[c - b0], beta[c - b0], &sum_dy[c], &sum_dy_xmu[c]);
           } else {
-            row_sum_dot(dy + row, x + row, S, mean[c], &sum_dy[c], &sum_dy_xmu[c]);
+            row_sum_dot(g, xr, S, mean[c], &sum_dy[c], &sum_dy_xmu[c]);
           }
         }
       }
@@ -245,16 +301,38 @@ void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, c
         for (int64_t c = b0; c < b1; ++c) {
           const auto [k, grad_mean, scale] = coefficients[c - b0];
           const int64_t row = (n * C + c) * S;
+          const T* g = upstream(n, c);
           if (relu) {
-            row_bn_input_grad_relu(dx + row, dy + row, x + row, S, mean[c], k, grad_mean, scale, alpha[c - b0],
+            row_bn_input_grad_relu(dx + row, g, x + row, S, mean[c], k, grad_mean, scale, alpha[c - b0],
                                    beta[c - b0]);
           } else {
-            row_bn_input_grad(dx + row, dy + row, x + row, S, mean[c], k, grad_mean, scale);
+            row_bn_input_grad(dx + row, g, x + row, S, mean[c], k, grad_mean, scale);
           }
         }
       }
     }
   }
+}
+}  // namespace
+
+template <typename T>
+void bn_backward_train(T* dx, double* sum_dy, double* sum_dy_xmu, const T* dy, const T* x, const T* mean,
+                       const T* invstd, const T* weight, const T* bias, bool relu, int64_t N, int64_t C, int64_t S) {
+  if (S == 1) {
+    backward_train_vectors(dx, sum_dy, sum_dy_xmu, dy, x, mean, invstd, weight, bias, relu, N, C);
+    return;
+  }
+  backward_train_planes(dx, sum_dy, sum_dy_xmu, dy, x, mean, invstd, weight, bias, relu, N, C, S,
+                        static_cast<const PoolPlanes*>(nullptr));
+}
+
+void bn_backward_train_relu_pool(float* dx, double* sum_dy, double* sum_dy_xmu, const float* dy,
+                                 const int32_t* argmax, const float* x, const float* mean, const float* invstd,
+                                 const float* weight, const float* bias, int64_t N, int64_t C, int64_t H,
+                                 int64_t W) {
+  const PoolPlanes pool{.dy = dy, .argmax_in = argmax, .H = H, .W = W};
+  backward_train_planes(dx, sum_dy, sum_dy_xmu, static_cast<const float*>(nullptr), x, mean, invstd, weight, bias,
+                        true, N, C, H * W, &pool);
 }
 
 #define BNLAB_INSTANTIATE(T)                                                                         \

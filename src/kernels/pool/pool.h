@@ -24,4 +24,10 @@ template <typename T>
 void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const PoolGeometry& g,
                         int64_t N);
 
+// One (H, W) plane of the two above for the 2x2, stride-2 pool without padding (AVX-512 where
+// the CPU has it, the portable loops otherwise: the same bits): what they run per plane, and what
+// batch norm's fused BN+ReLU+pool kernels (batchnorm.h) run on a plane held in cache.
+void maxpool2x2_plane_forward(float* y, int32_t* argmax, const float* x, int64_t H, int64_t W);
+void maxpool2x2_plane_backward(float* dx, const float* dy, const int32_t* argmax, int64_t H, int64_t W);
+
 }  // namespace bnlab::kernels
