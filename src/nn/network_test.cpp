@@ -159,6 +159,49 @@ TEST(Network, FusedBatchNormReluGivesTheSameOutputsAndGradients) {
   EXPECT_EQ(buffers_fused, buffers_plain - 3);  // the three ReLUs after BN keep no buffer
 }
 
+// conv2_bn, its ReLU and the 2x2 pool of the seed network run as one layer in training (Full),
+// only the pool's output written: the same bits as the three one by one (None), outputs, input
+// and parameter gradients and running statistics alike; and not in eval mode, where BN takes its
+// running statistics (the fused kernels are for batch statistics).
+TEST(Network, FusedMaxPoolTrainingGivesTheLayersBits) {
+  struct Run {
+    std::vector<float> out, dx, grads, buffers;
+    bool bn_written = false, eval_bn_written = false;
+  };
+  auto run = [](Fusion fusion) {
+    Network net = build_network(load_spec("seed"), {1, 28, 28});
+    net.initialize(13);
+    net.reserve(7, {.fusion = fusion});
+    const auto x = testing::to_float(testing::random_vector(7 * 784, 14));
+    std::vector<float> dout(70);
+    for (int i = 0; i < 70; ++i) dout[i] = static_cast<float>((i % 5) - 2) * 0.02f;
+    Run r;
+    const size_t bn = 4;  // conv2_bn
+    EXPECT_EQ(net.layer_name(bn), "conv2_bn");
+    for (int step = 0; step < 2; ++step) {
+      const float* y = net.forward(x.data(), 7, {.mode = Mode::Train, .random_key = 3});
+      r.out.insert(r.out.end(), y, y + 70);
+      r.bn_written = net.activation(bn) != nullptr;
+      net.zero_grad();
+      r.dx.assign(x.size(), 0.0f);
+      net.backward(dout.data(), 7, r.dx.data());
+    }
+    r.grads.assign(net.gradients().begin(), net.gradients().end());
+    r.buffers.assign(net.buffers().begin(), net.buffers().end());
+    net.forward(x.data(), 7, {.mode = Mode::Eval});
+    r.eval_bn_written = net.activation(bn) != nullptr;
+    return r;
+  };
+  const Run fused = run(Fusion::Full), plain = run(Fusion::None);
+  EXPECT_FALSE(fused.bn_written);  // the pool was fused
+  EXPECT_TRUE(plain.bn_written);
+  EXPECT_TRUE(fused.eval_bn_written);
+  EXPECT_EQ(fused.out, plain.out);
+  EXPECT_EQ(fused.dx, plain.dx);
+  EXPECT_EQ(fused.grads, plain.grads);
+  EXPECT_EQ(fused.buffers, plain.buffers);
+}
+
 TEST(Network, InitializationFollowsPyTorchBounds) {
   Network net = build_network(load_spec("seed"), {1, 28, 28});
   net.initialize(1);
