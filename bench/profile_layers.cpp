@@ -41,7 +41,10 @@ void profile(const std::string& model, int64_t batch, int steps, bool eval) {
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     if (s >= 3) total.push_back(dt);
   }
-  // Per-layer split: time each layer alone on the activations of the last step.
+  // Per-layer split: time each layer alone on the activations of one more forward, run with every
+  // layer's own output kept (Fusion::None: a fused BN+ReLU+pool writes only the pool's output).
+  net.reserve(batch, {.fusion = bnlab::Fusion::None});
+  net.forward(x.data(), batch, {.mode = eval ? bnlab::Mode::Eval : bnlab::Mode::Train, .random_key = 1});
   for (size_t i = 0; i < L; ++i) {
     auto& layer = const_cast<bnlab::Layer&>(net.layer(i));
     const float* in = i == 0 ? x.data() : net.activation(i - 1);
