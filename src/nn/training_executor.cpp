@@ -36,10 +36,11 @@ const float* TrainingExecutor::forward(const float* x, int64_t n, const RunConte
     RunContext layer_ctx = ctx;
     layer_ctx.random_key = derive_key(ctx.random_key, i);
     if (plan_.may_pool[i] && as<BatchNormLayer>(layer).can_fuse_pool(layer_ctx)) {
-      // BN, ReLU and pool in one: only the pool's output is written (BN's own stays unwritten).
+      // BN, ReLU and pool in one: only the pool's output is written (BN's own stays unwritten), and
+      // its argmax only where a backward follows, as MaxPool2d's forward.
       float* pooled = storage_[i + 2].data();
-      as<BatchNormLayer>(layer).forward_relu_pool(pooled, as<MaxPool2dLayer>(*layers_[i + 2].layer).argmax(), in, n,
-                                                  layer_ctx);
+      int32_t* argmax = layer_ctx.backward_follows ? as<MaxPool2dLayer>(*layers_[i + 2].layer).argmax() : nullptr;
+      as<BatchNormLayer>(layer).forward_relu_pool(pooled, argmax, in, n, layer_ctx);
       pooled_[i] = true;
       outputs_[i] = outputs_[i + 1] = out;
       outputs_[i + 2] = pooled;

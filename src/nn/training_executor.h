@@ -1,6 +1,7 @@
 // Runs a network's layers for training (and small eval batches): every activation kept for the
 // backward pass, activation gradients in two ping-pong buffers, BatchNorm+ReLU (and the 2x2
-// max-pool after them, where the batch allows) fused unless the plan says otherwise (nn/fusion.h). The layers belong to the Network; this owns the buffers.
+// max-pool after them, where the batch allows) fused unless the plan says otherwise
+// (nn/fusion.h). The layers belong to the Network; this owns the buffers.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,9 @@ class TrainingExecutor {
   const float* forward(const float* x, int64_t n, const RunContext& ctx);
   void backward(const float* dout, int64_t n, float* dinput, const std::function<void(size_t)>& layer_done);
   // Null for the BatchNorm and ReLU of a fused max-pool in the last forward (never written).
-  const float* activation(size_t i) const { return pooled_[i] || (i > 0 && pooled_[i - 1]) ? nullptr : outputs_[i]; }
+  const float* activation(size_t i) const {
+    return pooled_[i] || (i > 0 && pooled_[i - 1]) ? nullptr : outputs_[i];
+  }
 
  private:
   // A layer whose output is its input's memory: a view, or a ReLU applied by the layer before.

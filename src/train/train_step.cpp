@@ -12,17 +12,28 @@
 namespace bnlab {
 namespace {
 
-// The first layer whose output holds a NaN or infinity, for the divergence message.
+// The first layer whose output holds a NaN or infinity, for the divergence message. Layers whose
+// output the fused forward did not write (a BatchNorm and ReLU pooled by the layer after them)
+// are named with the layer that wrote it.
 std::string first_non_finite_layer(const Network& net, int64_t n) {
+  auto describe = [&](size_t i) {
+    return "layer " + std::to_string(i) + " '" + net.layer_name(i) + "' (" + std::string(net.layer(i).type()) + ")";
+  };
+  size_t unwritten_from = net.layer_count();  // the first of the unwritten layers just before
   for (size_t i = 0; i < net.layer_count(); ++i) {
     const float* out = net.activation(i);
-    if (!out) continue;  // not written (fused into the layer after it)
+    if (!out) {
+      unwritten_from = std::min(unwritten_from, i);
+      continue;
+    }
     const int64_t size = n * numel(net.output_shape(i));
     for (int64_t j = 0; j < size; ++j) {
       if (!std::isfinite(out[j])) {
-        return "layer " + std::to_string(i) + " '" + net.layer_name(i) + "' (" + std::string(net.layer(i).type()) + ")";
+        if (unwritten_from < i) return describe(unwritten_from) + " to " + describe(i) + ", fused";
+        return describe(i);
       }
     }
+    unwritten_from = net.layer_count();
   }
   return "the loss only";
 }
