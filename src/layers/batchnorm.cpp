@@ -89,25 +89,14 @@ class BatchNorm final : public BatchNormLayer {
            !options_.virtual_batch && !options_.renorm && !comm_ && input_shape_[1] >= 2 && input_shape_[2] >= 2 &&
            spatial_ <= kernels::kMaxFusedPoolPlane;
   }
-  // The training forward's one-process path (run_forward) with the pool in its normalization.
+  // run_forward and run_backward on their one-process path, with the pool in the normalization.
   void forward_relu_pool(float* y, int32_t* argmax, const float* x, int64_t n, const RunContext& ctx) override {
     if (!can_fuse_pool(ctx)) fail(type(), "forward", "the fused max-pool needs a plain training batch on one process");
-    batch_stats_ = true;
-    synced_ = false;
-    groups_ = 1;
-    count_ = n * spatial_;
-    require_values(count_, n);
-    kernels::bn_forward_train_relu_pool(y, argmax, mean_.data(), var_sum_.data(), invstd_.data(), x, t_.weight.data,
-                                        t_.bias.data, options_.eps, n, channels_, input_shape_[1], input_shape_[2]);
-    if (options_.track_running_stats) update_running(count_, 0);
+    const FusedPool pool{argmax};
+    run_forward(y, x, n, ctx, true, &pool);
   }
   void backward_relu_pool(float* dx, const float* dy, const int32_t* argmax, const float* x, int64_t n) override {
-    double* sum_dy = backward_sums_.data();
-    double* sum_dy_xmu = backward_sums_.data() + channels_;
-    kernels::bn_backward_train_relu_pool(dx, sum_dy, sum_dy_xmu, dy, argmax, x, mean_.data(), invstd_.data(),
-                                         t_.weight.data, t_.bias.data, n, channels_, input_shape_[1],
-                                         input_shape_[2]);
-    kernels::bn_backward_params(t_.weight.grad, t_.bias.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
+    run_backward(dx, dy, x, nullptr, n, argmax);
   }
 
   void eval_affine(float* scale, float* shift) const override {
@@ -117,7 +106,13 @@ class BatchNorm final : public BatchNormLayer {
   }
 
  private:
-  void run_forward(float* y, const float* x, int64_t n, const RunContext& ctx, bool relu) {
+  // The max-pool fused after the ReLU (forward_relu_pool): y is the pool's output.
+  struct FusedPool {
+    int32_t* argmax;  // may be null
+  };
+
+  void run_forward(float* y, const float* x, int64_t n, const RunContext& ctx, bool relu,
+                   const FusedPool* pool = nullptr) {
     const bool train = ctx.mode == Mode::Train;
     batch_stats_ = (train || !options_.track_running_stats) && options_.freeze == BatchNormFreeze::None;
     groups_ = 1;
@@ -128,8 +123,14 @@ class BatchNorm final : public BatchNormLayer {
       if (train) require_values(count_, n);
       if (train && options_.renorm) return renorm_forward(y, x, n, relu);
       if (!synced_) {  // one process: statistics and normalization fused, channel by channel
-        kernels::bn_forward_train(y, mean_.data(), var_sum_.data(), invstd_.data(), x, t_.weight.data, t_.bias.data,
-                                  options_.eps, relu, n, channels_, spatial_);
+        if (pool) {
+          kernels::bn_forward_train_relu_pool(y, pool->argmax, mean_.data(), var_sum_.data(), invstd_.data(), x,
+                                              t_.weight.data, t_.bias.data, options_.eps, n, channels_,
+                                              input_shape_[1], input_shape_[2]);
+        } else {
+          kernels::bn_forward_train(y, mean_.data(), var_sum_.data(), invstd_.data(), x, t_.weight.data,
+                                    t_.bias.data, options_.eps, relu, n, channels_, spatial_);
+        }
         if (train && options_.track_running_stats) update_running(count_, 0);
         return;
       }
@@ -208,14 +209,22 @@ class BatchNorm final : public BatchNormLayer {
   }
 
   // relu_out: the output of a fused ReLU, whose mask dy passes through first (null: none).
-  void run_backward(float* dx, const float* dy, const float* x, const float* relu_out, int64_t n) {
+  // pool_argmax: with the max-pool fused (backward_relu_pool), dy is the pooled gradient.
+  void run_backward(float* dx, const float* dy, const float* x, const float* relu_out, int64_t n,
+                    const int32_t* pool_argmax = nullptr) {
     double* sum_dy = backward_sums_.data();
     double* sum_dy_xmu = backward_sums_.data() + channels_;
     if (groups_ > 1) return ghost_backward(dx, dy, x, relu_out, n);
     if (batch_stats_ && options_.renorm) return renorm_backward(dx, dy, x, relu_out, n);
     if (dx && batch_stats_ && !synced_) {  // one process: the reductions and dx fused, per channel
-      kernels::bn_backward_train(dx, sum_dy, sum_dy_xmu, dy, x, mean_.data(), invstd_.data(), t_.weight.data,
-                                 t_.bias.data, relu_out != nullptr, n, channels_, spatial_);
+      if (pool_argmax) {
+        kernels::bn_backward_train_relu_pool(dx, sum_dy, sum_dy_xmu, dy, pool_argmax, x, mean_.data(), invstd_.data(),
+                                             t_.weight.data, t_.bias.data, n, channels_, input_shape_[1],
+                                             input_shape_[2]);
+      } else {
+        kernels::bn_backward_train(dx, sum_dy, sum_dy_xmu, dy, x, mean_.data(), invstd_.data(), t_.weight.data,
+                                   t_.bias.data, relu_out != nullptr, n, channels_, spatial_);
+      }
       kernels::bn_backward_params(t_.weight.grad, t_.bias.grad, sum_dy, sum_dy_xmu, invstd_.data(), channels_);
       return;
     }
