@@ -20,7 +20,9 @@
 #include "kernels/batchnorm/rows.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
+#include "kernels/linear.h"
 #include "kernels/pool/pool.h"
+#include "kernels/transpose.h"
 #include "kernels/winograd/winograd.h"
 
 namespace {
@@ -307,6 +309,49 @@ void BM_Conv2dBackward(benchmark::State& state) {
                                                 benchmark::Counter::kIs1000);
 }
 
+// fc1 of the seed network as the Linear layer runs it: the forward with its scratch (x
+// transposed, then w x^T), the backward (dw, dx, dbias). Args {N, I, O}; FLOP/s counts 2 N I O a
+// product: one in the forward, two in the backward.
+void BM_LinearForward(benchmark::State& state) {
+  const int64_t N = state.range(0), I = state.range(1), O = state.range(2);
+  const Buffer x = filled(N * I, 1), w = filled(O * I, 2), bias = filled(O, 3);
+  Buffer y(static_cast<size_t>(N * O)), scratch(static_cast<size_t>(k::linear_scratch_size(N, I, O)));
+  for (auto _ : state) {
+    k::linear_forward(y.data(), x.data(), w.data(), bias.data(), N, I, O, scratch.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * N * I * O, benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+}
+
+// The transpose before fc1's product (transpose.h), {rows, cols}: bytes/s count x read and xt
+// written, as a copy's.
+void BM_Transpose(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const Buffer x = filled(rows * cols, 1);
+  Buffer xt(static_cast<size_t>(rows * cols));
+  for (auto _ : state) {
+    k::transpose(xt.data(), x.data(), rows, cols);
+    benchmark::DoNotOptimize(xt.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * 2 * rows * cols * static_cast<int64_t>(sizeof(float)));
+}
+
+void BM_LinearBackward(benchmark::State& state) {
+  const int64_t N = state.range(0), I = state.range(1), O = state.range(2);
+  const Buffer x = filled(N * I, 1), w = filled(O * I, 2), dy = filled(N * O, 3);
+  Buffer dx(static_cast<size_t>(N * I)), dw(static_cast<size_t>(O * I), 0.0f), dbias(static_cast<size_t>(O), 0.0f);
+  for (auto _ : state) {
+    k::linear_backward(dx.data(), dw.data(), dbias.data(), dy.data(), x.data(), w.data(), N, I, O);
+    benchmark::DoNotOptimize(dx.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(4.0 * N * I * O, benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+}
+
 // Row-major C (M x N) = op(A) (M x K) * op(B) (K x N), from args {M, N, K, trans_a, trans_b}.
 template <bool Parallel>
 void BM_Gemm(benchmark::State& state) {
@@ -470,6 +515,9 @@ BENCHMARK(BM_Conv2dForward)->Apply(conv_shapes);
 BENCHMARK(BM_Conv2dBackward)->Apply(conv_shapes);
 BENCHMARK(BM_Gemm<false>)->Name("BM_Gemm")->Apply(gemm_shapes);
 BENCHMARK(BM_Gemm<true>)->Name("BM_GemmParallel")->Apply(gemm_shapes);
+BENCHMARK(BM_LinearForward)->ArgNames({"N", "I", "O"})->Args({64, 9216, 128})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Transpose)->ArgNames({"rows", "cols"})->Args({64, 9216})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_LinearBackward)->ArgNames({"N", "I", "O"})->Args({64, 9216, 128})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_GemmNtAccumulate)->ArgNames({"M", "N", "K"})->Args({64, 32, 144})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace

@@ -1,37 +1,45 @@
 #include "kernels/linear.h"
 
 #include "kernels/gemm.h"
+#include "kernels/transpose.h"
+
+#include <omp.h>
 
 #include <algorithm>
 
 namespace bnlab::kernels {
 
-namespace {
-// xt (I, N) = x (N, I)^T, in blocks of kColumns columns of x (rows of xt) per thread, so that a
-// block of xt (kColumns x N floats) is written in L1 while x is read along its rows.
-template <typename T>
-void transpose(T* xt, const T* x, int64_t N, int64_t I) {
-  constexpr int64_t kColumns = 64;
-#pragma omp parallel for schedule(static)
-  for (int64_t i0 = 0; i0 < I; i0 += kColumns) {
-    const int64_t i1 = std::min(I, i0 + kColumns);
-    for (int64_t n = 0; n < N; ++n) {
-      const T* row = x + n * I;
-      for (int64_t i = i0; i < i1; ++i) xt[i * N + n] = row[i];
-    }
-  }
-}
-}  // namespace
-
 template <typename T>
 void linear_forward(T* y, const T* x, const T* w, const T* bias, int64_t N, int64_t I, int64_t O, T* scratch) {
   if (scratch) {
-    T* xt = scratch;
-    T* yt = scratch + N * I;
-    transpose(xt, x, N, I);
-    gemm_parallel(Trans::No, Trans::No, O, N, I, T(1), w, I, xt, N, T(0), yt, N);
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t o = 0; o < O; ++o) y[n * O + o] = bias ? yt[o * N + n] + bias[o] : yt[o * N + n];
+    // Blocks of samples, one a thread (as gemm_parallel cuts, multiples of 16), each transposed
+    // by the thread that multiplies it: its x^T stays in that core's cache. With one x^T that
+    // both threads wrote and then read whole, the product fetched half of it from the other
+    // core's cache: fc1's forward took 0.67-0.72 ms against 0.44 with the transpose left out
+    // (64 x 9216, AMD EPYC Zen 5, 2 threads); now each thread reads all of w instead. A batch
+    // too small to cut (one block) is transposed whole and its product cut along w's rows.
+    const int64_t threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int64_t block = std::max<int64_t>(16, (N / threads + 15) / 16 * 16);
+    const int64_t blocks = (N + block - 1) / block;
+    auto unpack = [&](const T* yt, int64_t n0, int64_t len) {  // y's rows [n0, n0 + len) from yt (O, len)
+      for (int64_t n = 0; n < len; ++n)
+        for (int64_t o = 0; o < O; ++o) y[(n0 + n) * O + o] = bias ? yt[o * len + n] + bias[o] : yt[o * len + n];
+    };
+    if (blocks == 1) {
+      transpose(scratch, x, N, I);
+      gemm_parallel(Trans::No, Trans::No, O, N, I, T(1), w, I, scratch, N, T(0), scratch + N * I, N);
+      unpack(scratch + N * I, 0, N);
+      return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t n0 = b * block, len = std::min(block, N - n0);
+      T* xt = scratch + n0 * I;          // (I, len)
+      T* yt = scratch + N * I + n0 * O;  // (O, len)
+      transpose(xt, x + n0 * I, len, I);
+      gemm(Trans::No, Trans::No, O, len, I, T(1), w, I, xt, len, T(0), yt, len);
+      unpack(yt, n0, len);
+    }
     return;
   }
   if (bias) {
