@@ -81,18 +81,18 @@ def main():
         if heading not in report:
             fail(f"no '{heading}' in the report:\n{report}")
     share = re.search(r"\| training step, batch 64, 72 MFLOP an image \(images/s\) \| [\d,]+ \| [\d,]+ \| "
-                      r"[\d.]+x \| (\d+)% \|", report)
+                      r"[\d.]+x \| ([\d.]+)% \|", report)
     if not share:
         fail("no training row against the FMA peak:\n" + report)
     expected = 100 * data["bnlab"]["train"]["64"]["images_per_s"] * 6 * macs / 1e9 / fma["gflops_all"]
-    if abs(int(share.group(1)) - expected) > 1:
+    if abs(float(share.group(1)) - expected) > 0.051:  # printed to one decimal
         fail(f"share of the peak {share.group(1)}%, expected {expected:.1f}%")
     targets = report.split("### Targets (issue 18)")[1]
     verdicts = re.findall(r"^\| (.+?) \| (.+?) \| (yes|\*\*misses\*\*|not measured) \|$", targets, re.M)
     if len(verdicts) != 9:
         fail(f"{len(verdicts)} target rows with a verdict, not 9:\n{targets}")
     print(f"compare_test: ok ({len(verdicts)} targets, FMA {fma['gflops_all']:.0f} GFLOP/s, "
-          f"{int(share.group(1))}% of it in training)")
+          f"{share.group(1)}% of it in training)")
 
 
 if __name__ == "__main__":
