@@ -53,6 +53,14 @@ void dropout_backward(T* dx, const T* dy, const uint8_t* keep, float p, int64_t 
   for (int64_t b = 0; b < count; b += kBlock) row_dropout_backward(dx + b, dy + b, keep + b, std::min(kBlock, count - b), scale);
 }
 
+template <typename T>
+void fill_zero(T* x, int64_t count) {
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < count; b += kBlock) std::fill(x + b, x + std::min(kBlock, count - b) + b, T(0));
+}
+
+template void fill_zero<float>(float*, int64_t);
+template void fill_zero<double>(double*, int64_t);
 template void relu_forward<float>(float*, const float*, int64_t);
 template void relu_forward<double>(double*, const double*, int64_t);
 template void relu_backward<float>(float*, const float*, const float*, int64_t);

@@ -1,4 +1,4 @@
-// Element-wise kernels: ReLU and inverted dropout. Sizes: `count` elements.
+// Element-wise kernels: ReLU, inverted dropout, zeroing. Sizes: `count` elements.
 #pragma once
 
 #include <cstdint>
@@ -22,5 +22,10 @@ void dropout_forward(T* y, uint8_t* keep, const T* x, float p, uint64_t key, int
 // dx = keep ? dy * scale : 0
 template <typename T>
 void dropout_backward(T* dx, const T* dy, const uint8_t* keep, float p, int64_t count);
+
+// x = 0 on bnlab's threads (the gradients before a backward: 4.8 MB for the seed network, which
+// one thread filled while the other waited).
+template <typename T>
+void fill_zero(T* x, int64_t count);
 
 }  // namespace bnlab::kernels

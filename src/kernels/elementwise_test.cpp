@@ -98,5 +98,15 @@ TEST(DropoutKernel, BackwardMatchesFiniteDifferences) {
   testing::expect_gradient("dx", x, dx, loss);
 }
 
+// Every element of the range zeroed, over several of the threads' blocks and a partial one,
+// and nothing past it.
+TEST(FillZeroKernel, ZeroesTheRangeAndNothingPastIt) {
+  const int64_t count = 3 * 16384 + 77;
+  std::vector<float> x(count + 5, 1.5f);
+  fill_zero(x.data(), count);
+  for (int64_t i = 0; i < count; ++i) ASSERT_EQ(x[i], 0.0f) << i;
+  for (int64_t i = count; i < count + 5; ++i) EXPECT_EQ(x[i], 1.5f) << i;
+}
+
 }  // namespace
 }  // namespace bnlab::kernels

@@ -8,6 +8,7 @@
 
 #include "bnlab/error.h"
 #include "bnlab/rng.h"
+#include "kernels/elementwise.h"
 #include "nn/inference_executor.h"
 #include "nn/training_executor.h"
 
@@ -170,7 +171,7 @@ void Network::backward(const float* dout, int64_t n, float* dinput, const std::f
 
 const float* Network::activation(size_t i) const { return training_ ? training_->activation(i) : nullptr; }
 
-void Network::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+void Network::zero_grad() { kernels::fill_zero(grads_.data(), static_cast<int64_t>(grads_.size())); }
 
 std::vector<TensorView> Network::state_dict() {
   std::vector<TensorView> views;
