@@ -245,13 +245,15 @@ TEST(BnKernel, FusedKernelsGiveTheSplitKernelsBits) {
 // BN+ReLU+2x2 max-pool fused against bn_forward_train / bn_backward_train with the pool's own
 // kernels before and after them, bit for bit: an odd width (the last column outside every
 // window), a width past the AVX-512 pool's 32 (the portable planes), and rows that alias in L2
-// (the kernels' streaming path), with ties among a window's values (ReLU's zeros) and affine
-// parameters on and off.
+// (the kernels' streaming path, whose normalization and input gradient the threads share in
+// rounds: with 129 channels, more than a round's 64 in each thread's share, and on 2 threads a
+// last round where one thread has no block), with ties among a window's values (ReLU's zeros)
+// and affine parameters on and off.
 TEST(BnKernel, FusedPoolGivesTheBitsOfTheLayersOneByOne) {
   struct Shape4 {
     int64_t N, C, H, W;
   };
-  for (const Shape4 sh : {Shape4{5, 3, 6, 7}, Shape4{3, 2, 5, 34}, Shape4{4, 16, 32, 32}}) {
+  for (const Shape4 sh : {Shape4{5, 3, 6, 7}, Shape4{3, 2, 5, 34}, Shape4{4, 16, 32, 32}, Shape4{9, 129, 64, 64}}) {
     const int64_t N = sh.N, C = sh.C, S = sh.H * sh.W, pooled = N * C * (sh.H / 2) * (sh.W / 2);
     const PoolGeometry g{C, sh.H, sh.W, 2, 2, 0};
     const auto x = testing::to_float(random_vector(N * C * S, 31, 2.0, 0.1));
