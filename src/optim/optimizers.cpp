@@ -7,6 +7,7 @@
 // square roots vectorize.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "bnlab/error.h"
@@ -52,12 +53,14 @@ class Adadelta final : public Optimizer {
     const AdadeltaScalars k{static_cast<float>(o_.rho), static_cast<float>(1 - o_.rho), static_cast<float>(eps_),
                             static_cast<float>(o_.weight_decay), static_cast<float>(-lr)};
     const int64_t n = static_cast<int64_t>(p.size());
-#pragma omp parallel
-    {
-      const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-      const int64_t begin = n * t / threads, end = n * (t + 1) / threads;  // a fixed share each
-      adadelta_update(p.data() + begin, g.data() + begin, square_avg_.data() + begin, acc_delta_.data() + begin,
-                      end - begin, k);
+    // Chunks handed out as threads come free (element by element, the same bits whoever updates
+    // them): with a fixed half each, one thread waited 0.17 ms a step for the other (the seed
+    // network's 1.2 M parameters, AMD EPYC Zen 5).
+    constexpr int64_t kChunk = 16384;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t b = 0; b < n; b += kChunk) {
+      adadelta_update(p.data() + b, g.data() + b, square_avg_.data() + b, acc_delta_.data() + b,
+                      std::min(kChunk, n - b), k);
     }
   }
 
