@@ -19,7 +19,7 @@ void linear_forward(T* y, const T* x, const T* w, const T* bias, int64_t N, int6
     // (64 x 9216, AMD EPYC Zen 5, 2 threads); now each thread reads all of w instead. A batch
     // too small to cut (one block) is transposed whole and its product cut along w's rows.
     const int64_t threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-    const int64_t block = std::max<int64_t>(16, (N / threads + 15) / 16 * 16);
+    const int64_t block = std::max<int64_t>(16, ((N + threads - 1) / threads + 15) / 16 * 16);  // blocks <= threads
     const int64_t blocks = (N + block - 1) / block;
     auto unpack = [&](const T* yt, int64_t n0, int64_t len) {  // y's rows [n0, n0 + len) from yt (O, len)
       for (int64_t n = 0; n < len; ++n)

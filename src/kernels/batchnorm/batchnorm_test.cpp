@@ -3,6 +3,7 @@
 #include "kernels/batchnorm/batchnorm.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdio>
@@ -246,50 +247,57 @@ TEST(BnKernel, FusedKernelsGiveTheSplitKernelsBits) {
 // kernels before and after them, bit for bit: an odd width (the last column outside every
 // window), a width past the AVX-512 pool's 32 (the portable planes), and rows that alias in L2
 // (the kernels' streaming path, whose normalization and input gradient the threads share in
-// rounds: with 129 channels, more than a round's 64 in each thread's share, and on 2 threads a
-// last round where one thread has no block), with ties among a window's values (ReLU's zeros)
-// and affine parameters on and off.
+// rounds: with 129 channels on 1, 2 and 3 threads, two rounds or three, and on 2 threads a last
+// round where one thread, whose share is 64 channels, has no block), with ties among a window's
+// values (ReLU's zeros) and affine parameters on and off.
 TEST(BnKernel, FusedPoolGivesTheBitsOfTheLayersOneByOne) {
   struct Shape4 {
     int64_t N, C, H, W;
   };
-  for (const Shape4 sh : {Shape4{5, 3, 6, 7}, Shape4{3, 2, 5, 34}, Shape4{4, 16, 32, 32}, Shape4{9, 129, 64, 64}}) {
-    const int64_t N = sh.N, C = sh.C, S = sh.H * sh.W, pooled = N * C * (sh.H / 2) * (sh.W / 2);
-    const PoolGeometry g{C, sh.H, sh.W, 2, 2, 0};
-    const auto x = testing::to_float(random_vector(N * C * S, 31, 2.0, 0.1));
-    const auto dpool = testing::to_float(random_vector(pooled, 32));
-    const auto w = testing::to_float(random_vector(C, 33, 0.5, 1.0));
-    const auto b = testing::to_float(random_vector(C, 34));
-    for (const bool affine : {false, true}) {
-      const float* wp = affine ? w.data() : nullptr;
-      const float* bp = affine ? b.data() : nullptr;
-      std::vector<float> mean(C), var_sum(C), invstd(C), y(x.size()), pool_y(pooled), dy(x.size()), dx(x.size());
-      std::vector<int32_t> argmax(pooled);
-      std::vector<double> sum(C), dot(C);
-      bn_forward_train(y.data(), mean.data(), var_sum.data(), invstd.data(), x.data(), wp, bp, 1e-5, true, N, C, S);
-      maxpool2d_forward(pool_y.data(), argmax.data(), y.data(), g, N);
-      maxpool2d_backward(dy.data(), dpool.data(), argmax.data(), g, N);
-      bn_backward_train(dx.data(), sum.data(), dot.data(), dy.data(), x.data(), mean.data(), invstd.data(), wp, bp,
-                        true, N, C, S);
+  const int saved = omp_get_max_threads();
+  omp_set_dynamic(0);
+  for (int threads = 1; threads <= 3; ++threads) {
+    omp_set_num_threads(threads);
+    for (const Shape4 sh : {Shape4{5, 3, 6, 7}, Shape4{3, 2, 5, 34}, Shape4{4, 16, 32, 32}, Shape4{9, 129, 64, 64}}) {
+      const int64_t N = sh.N, C = sh.C, S = sh.H * sh.W, pooled = N * C * (sh.H / 2) * (sh.W / 2);
+      const PoolGeometry g{C, sh.H, sh.W, 2, 2, 0};
+      const auto x = testing::to_float(random_vector(N * C * S, 31, 2.0, 0.1));
+      const auto dpool = testing::to_float(random_vector(pooled, 32));
+      const auto w = testing::to_float(random_vector(C, 33, 0.5, 1.0));
+      const auto b = testing::to_float(random_vector(C, 34));
+      for (const bool affine : {false, true}) {
+        const float* wp = affine ? w.data() : nullptr;
+        const float* bp = affine ? b.data() : nullptr;
+        std::vector<float> mean(C), var_sum(C), invstd(C), y(x.size()), pool_y(pooled), dy(x.size()), dx(x.size());
+        std::vector<int32_t> argmax(pooled);
+        std::vector<double> sum(C), dot(C);
+        bn_forward_train(y.data(), mean.data(), var_sum.data(), invstd.data(), x.data(), wp, bp, 1e-5, true, N, C, S);
+        maxpool2d_forward(pool_y.data(), argmax.data(), y.data(), g, N);
+        maxpool2d_backward(dy.data(), dpool.data(), argmax.data(), g, N);
+        bn_backward_train(dx.data(), sum.data(), dot.data(), dy.data(), x.data(), mean.data(), invstd.data(), wp, bp,
+                          true, N, C, S);
 
-      std::vector<float> fmean(C), fvar_sum(C), finvstd(C), fpool_y(pooled, -1.0f), fdx(x.size(), -1.0f);
-      std::vector<int32_t> fargmax(pooled, -1);
-      std::vector<double> fsum(C), fdot(C);
-      bn_forward_train_relu_pool(fpool_y.data(), fargmax.data(), fmean.data(), fvar_sum.data(), finvstd.data(),
-                                 x.data(), wp, bp, 1e-5, N, C, sh.H, sh.W);
-      bn_backward_train_relu_pool(fdx.data(), fsum.data(), fdot.data(), dpool.data(), fargmax.data(), x.data(),
-                                  fmean.data(), finvstd.data(), wp, bp, N, C, sh.H, sh.W);
-      const std::string where = std::to_string(N) + "x" + std::to_string(C) + "x" + std::to_string(sh.H) + "x" +
-                                std::to_string(sh.W) + (affine ? " affine" : "");
-      EXPECT_EQ(fmean, mean) << where;
-      EXPECT_EQ(finvstd, invstd) << where;
-      EXPECT_EQ(0, std::memcmp(fpool_y.data(), pool_y.data(), pooled * sizeof(float))) << where;
-      EXPECT_EQ(fargmax, argmax) << where;
-      EXPECT_EQ(fsum, sum) << where;
-      EXPECT_EQ(fdot, dot) << where;
-      EXPECT_EQ(0, std::memcmp(fdx.data(), dx.data(), dx.size() * sizeof(float))) << where;
+        std::vector<float> fmean(C), fvar_sum(C), finvstd(C), fpool_y(pooled, -1.0f), fdx(x.size(), -1.0f);
+        std::vector<int32_t> fargmax(pooled, -1);
+        std::vector<double> fsum(C), fdot(C);
+        bn_forward_train_relu_pool(fpool_y.data(), fargmax.data(), fmean.data(), fvar_sum.data(), finvstd.data(),
+                                   x.data(), wp, bp, 1e-5, N, C, sh.H, sh.W);
+        bn_backward_train_relu_pool(fdx.data(), fsum.data(), fdot.data(), dpool.data(), fargmax.data(), x.data(),
+                                    fmean.data(), finvstd.data(), wp, bp, N, C, sh.H, sh.W);
+        const std::string where = std::to_string(N) + "x" + std::to_string(C) + "x" + std::to_string(sh.H) + "x" +
+                                  std::to_string(sh.W) + (affine ? " affine" : "") + ", " + std::to_string(threads) +
+                                  " threads";
+        EXPECT_EQ(fmean, mean) << where;
+        EXPECT_EQ(finvstd, invstd) << where;
+        EXPECT_EQ(0, std::memcmp(fpool_y.data(), pool_y.data(), pooled * sizeof(float))) << where;
+        EXPECT_EQ(fargmax, argmax) << where;
+        EXPECT_EQ(fsum, sum) << where;
+        EXPECT_EQ(fdot, dot) << where;
+        EXPECT_EQ(0, std::memcmp(fdx.data(), dx.data(), dx.size() * sizeof(float))) << where;
+      }
     }
   }
+  omp_set_num_threads(saved);
 }
 
 // The fused ReLU's backward recomputes its mask from x (x * alpha + beta > 0) instead of reading
