@@ -15,7 +15,7 @@ void linear_forward(T* y, const T* x, const T* w, const T* bias, int64_t N, int6
     // Blocks of samples, one a thread (as gemm_parallel cuts, multiples of 16), each transposed
     // by the thread that multiplies it: its x^T stays in that core's cache. With one x^T that
     // both threads wrote and then read whole, the product fetched half of it from the other
-    // core's cache: fc1's forward took 0.67-0.72 ms against 0.44 with the transpose left out
+    // core's cache: fc1's forward took 0.67-0.74 ms against 0.44 with the transpose left out
     // (64 x 9216, AMD EPYC Zen 5, 2 threads); now each thread reads all of w instead. A batch
     // too small to cut (one block) is transposed whole and its product cut along w's rows.
     const int64_t threads = omp_in_parallel() ? 1 : omp_get_max_threads();

@@ -24,7 +24,7 @@ void transpose(T* xt, const T* x, int64_t rows, int64_t cols) {
     int64_t done = 0;  // columns [0, done) transposed by whole tiles
     if constexpr (std::is_same_v<T, float>) {
       const int64_t tiles = cols / kTile;
-      if (r1 - r0 == kTile && transpose_tiles16_avx512(xt + r0, rows, x + r0 * cols, cols, 1, tiles)) done = tiles * kTile;
+      if (r1 - r0 == kTile && transpose_tiles16_avx512(xt + r0, rows, x + r0 * cols, cols, tiles)) done = tiles * kTile;
     }
     for (int64_t c0 = done; c0 < cols; c0 += kTile) transpose_scalar(xt, x, rows, cols, r0, r1, c0, std::min(cols, c0 + kTile));
   }

@@ -12,9 +12,9 @@ namespace bnlab::kernels {
 template <typename T>
 void transpose(T* xt, const T* x, int64_t rows, int64_t cols);
 
-// dst (c16 * 16 rows, ldd) = src (r16 * 16 rows, lds)^T over r16 x c16 tiles of 16 x 16 floats,
-// in registers (x86/transpose_avx512.cpp). Returns false, having done nothing, on a CPU without
+// One row of 16 x 16 tiles of floats: dst (tiles * 16 rows, ldd) = src (16 rows, lds)^T, in
+// registers (x86/transpose_avx512.cpp). Returns false, having done nothing, on a CPU without
 // AVX-512 (or with BNLAB_MAX_CPU_ISA below it).
-bool transpose_tiles16_avx512(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t r16, int64_t c16);
+bool transpose_tiles16_avx512(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t tiles);
 
 }  // namespace bnlab::kernels

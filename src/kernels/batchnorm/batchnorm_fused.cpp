@@ -197,6 +197,29 @@ void thread_share(int64_t C, int64_t* c0, int64_t* c1) {
   const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
   *c0 = C * t / threads, *c1 = C * (t + 1) / threads;
 }
+
+// BN+ReLU+pool's two halves in rounds (forward_train_planes, backward_train_planes), called by
+// every thread of a team of at most kMaxTeam: in round r each thread runs first_pass(b0, b1) on
+// the r-th block of its share [share0, share1) (statistics or sums, whose order of additions is
+// the bits, so they stay with the share), publishes the block, and then all threads run
+// second_pass(block, n) on the round's (sample, block) items as they come free (normalization or
+// input gradient, element by element: the same bits whoever runs them).
+template <typename Block, typename FirstPass, typename SecondPass>
+void in_shared_rounds(std::array<const Block*, kMaxTeam>& published, const Block& block, int64_t C, int64_t N,
+                      int64_t B, int64_t share0, int64_t share1, FirstPass first_pass, SecondPass second_pass) {
+  const int64_t team = omp_get_num_threads(), t = omp_get_thread_num();
+  const int64_t rounds = ((C + team - 1) / team + B - 1) / B;  // blocks in the largest share
+  for (int64_t r = 0; r < rounds; ++r) {
+    const int64_t b0 = share0 + r * B;
+    if (b0 < share1) first_pass(b0, std::min(share1, b0 + B));
+    published[t] = b0 < share1 ? &block : nullptr;
+#pragma omp barrier
+#pragma omp for schedule(dynamic)
+    for (int64_t item = 0; item < N * team; ++item) {
+      if (const Block* b = published[item % team]) second_pass(*b, item / team);
+    }  // its barrier: no block is begun again before every thread is done with it
+  }
+}
 }  // namespace
 
 // Each thread takes a fixed share of the channels. Where a block of channels stays in L2 between
@@ -229,22 +252,14 @@ void forward_train_planes(const Forward<T>& f) {
       // EPYC Zen 5, whichever channels it had; the step 1-3% slower). BN alone keeps its static
       // shares: called again on the same tensor, as in kernels_bench, each core reads back what
       // it read, and the shared normalization was 20-30% slower there.
-      const int64_t team = omp_get_num_threads(), t = omp_get_thread_num();
-      const int64_t rounds = ((C + team - 1) / team + B - 1) / B;  // blocks in the largest share
-      for (int64_t r = 0; r < rounds; ++r) {
-        const int64_t b0 = c0 + r * B;
-        if (b0 < c1) {
-          f.begin(block[0], b0, std::min(c1, b0 + B));
-          for (int64_t n = 0; n < N; ++n) f.sum_row(block[0], n);
-          f.finish(block[0]);
-        }
-        published[t] = b0 < c1 ? &block[0] : nullptr;
-#pragma omp barrier
-#pragma omp for schedule(dynamic)
-        for (int64_t item = 0; item < N * team; ++item) {
-          if (const ForwardBlock<T>* b = published[item % team]) f.normalize_row(*b, item / team);
-        }  // its barrier: no block is begun again before every thread is done with it
-      }
+      in_shared_rounds(
+          published, block[0], C, N, B, c0, c1,
+          [&](int64_t b0, int64_t b1) {
+            f.begin(block[0], b0, b1);
+            for (int64_t n = 0; n < N; ++n) f.sum_row(block[0], n);
+            f.finish(block[0]);
+          },
+          [&](const ForwardBlock<T>& b, int64_t n) { f.normalize_row(b, n); });
     } else if (stream) {
       for (int64_t b0 = c0; b0 < c1; b0 += B) {
         f.begin(block[0], b0, std::min(c1, b0 + B));
@@ -355,21 +370,8 @@ void backward_train_planes(T* dx, double* sum_dy, double* sum_dy_xmu, const T* d
       }
     };
     if (stream && share_input_grad) {
-      // BN+ReLU+pool in rounds, as its forward: each thread sums the next block of its share,
-      // then all threads write the round's input gradients as they come free (the same bits
-      // whoever writes them).
-      const int64_t team = omp_get_num_threads(), t = omp_get_thread_num();
-      const int64_t rounds = ((C + team - 1) / team + B - 1) / B;
-      for (int64_t r = 0; r < rounds; ++r) {
-        const int64_t b0 = share0 + r * B;
-        if (b0 < share1) sum_block(b0, std::min(share1, b0 + B));
-        published[t] = b0 < share1 ? &block : nullptr;
-#pragma omp barrier
-#pragma omp for schedule(dynamic)
-        for (int64_t item = 0; item < N * team; ++item) {
-          if (const BackwardBlock<T>* b = published[item % team]) input_grad_row(*b, item / team);
-        }
-      }
+      // BN+ReLU+pool in rounds, as its forward: the sums by share, the input gradients shared.
+      in_shared_rounds(published, block, C, N, B, share0, share1, sum_block, input_grad_row);
     } else {
       for (int64_t b0 = share0; b0 < share1; b0 += B) {
         sum_block(b0, std::min(share1, b0 + B));

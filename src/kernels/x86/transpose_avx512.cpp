@@ -47,10 +47,9 @@ BNLAB_AVX512 void tile16(float* dst, int64_t ldd, const float* src, int64_t lds)
 
 }  // namespace
 
-bool transpose_tiles16_avx512(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t r16, int64_t c16) {
+bool transpose_tiles16_avx512(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t tiles) {
   if (!avx512_enabled()) return false;
-  for (int64_t i = 0; i < r16; ++i)
-    for (int64_t j = 0; j < c16; ++j) tile16(dst + j * 16 * ldd + i * 16, ldd, src + i * 16 * lds + j * 16, lds);
+  for (int64_t j = 0; j < tiles; ++j) tile16(dst + j * 16 * ldd, ldd, src + j * 16, lds);
   return true;
 }
 
@@ -61,7 +60,7 @@ BNLAB_AVX512_INTRINSICS_END
 #else  // not x86-64
 
 namespace bnlab::kernels {
-bool transpose_tiles16_avx512(float*, int64_t, const float*, int64_t, int64_t, int64_t) { return false; }
+bool transpose_tiles16_avx512(float*, int64_t, const float*, int64_t, int64_t) { return false; }
 }  // namespace bnlab::kernels
 
 #endif
