@@ -225,6 +225,7 @@ struct ConvProblem {
   int64_t N;
   int threads = bnlab::threads();
   Buffer x, w, bias, y, dy, dx, dw, dbias, col, dw_scratch;
+  std::vector<double> bias_scratch;
 
   explicit ConvProblem(const benchmark::State& st)
       : g{.in_channels = st.range(1), .height = st.range(2), .width = st.range(3),
@@ -242,6 +243,7 @@ struct ConvProblem {
     dbias.assign(g.out_channels, 0.0f);
     col.assign(k::conv_scratch_size(g, threads), 0.0f);
     dw_scratch.assign(k::conv_weight_scratch_size(g, threads), 0.0f);
+    bias_scratch.assign(k::conv_bias_scratch_size(g, N), 0.0);
   }
   // Multiply-adds of the forward pass; backward does twice as many (dx and dw).
   double macs() const { return static_cast<double>(N) * static_cast<double>(g.weight_size()) *
@@ -301,7 +303,7 @@ void BM_Conv2dBackward(benchmark::State& state) {
   ConvProblem p(state);
   for (auto _ : state) {
     k::conv2d_backward(p.dx.data(), p.dw.data(), p.dbias.data(), p.dy.data(), p.x.data(), p.w.data(),
-                       p.col.data(), p.dw_scratch.data(), p.g, p.N, p.threads);
+                       p.col.data(), p.dw_scratch.data(), p.bias_scratch.data(), p.g, p.N, p.threads);
     benchmark::DoNotOptimize(p.dx.data());
     benchmark::ClobberMemory();
   }

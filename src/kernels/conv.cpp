@@ -22,17 +22,28 @@ void valid_columns(int64_t* lo, int64_t* hi, int64_t k, const ConvGeometry& g, i
   *lo = std::min(*lo, *hi);
 }
 
-// dbias (Co) += sum over samples and positions of dy (N, Co, P), in double.
+// dbias (Co) += the plane sums (N, Co) of output_plane_sums, added sample after sample. For float,
+// the bits of adding each channel's planes into one double one after the other: row_sum adds a
+// plane's sum, taken on its own, to its accumulator.
 template <typename T>
-void bias_grad(T* dbias, const T* dy, int64_t Co, int64_t P, int64_t N) {
-#pragma omp parallel for schedule(static)
+void bias_grad_from_plane_sums(T* dbias, const double* plane_sums, int64_t Co, int64_t N) {
   for (int64_t o = 0; o < Co; ++o) {
     double acc = 0;
-    for (int64_t n = 0; n < N; ++n) row_sum(dy + (n * Co + o) * P, P, &acc);
+    for (int64_t n = 0; n < N; ++n) acc += plane_sums[n * Co + o];
     dbias[o] += static_cast<T>(acc);
   }
 }
 }  // namespace
+
+template <typename T>
+void output_plane_sums(double* sums, const T* dy_n, int64_t Co, int64_t P) {
+  for (int64_t o = 0; o < Co; ++o) {
+    sums[o] = 0;
+    row_sum(dy_n + o * P, P, &sums[o]);
+  }
+}
+
+int64_t conv_bias_scratch_size(const ConvGeometry& g, int64_t N) { return N * g.out_channels; }
 
 // Winograd pays where the GEMMs dominate: with one or two input channels the im2col GEMM is
 // tiny and the transforms would cost more than they save.
@@ -157,11 +168,12 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* col_scratch,
 
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, T* col_scratch,
-                     T* dw_scratch, const ConvGeometry& g, int64_t N, int threads) {
+                     T* dw_scratch, double* bias_scratch, const ConvGeometry& g, int64_t N, int threads) {
   const int64_t P = g.out_height() * g.out_width();
-  if (dbias) bias_grad(dbias, dy, g.out_channels, P, N);
+  double* plane_sums = dbias ? bias_scratch : nullptr;
   if (conv_algorithm(g) == ConvAlgorithm::Winograd) {
-    winograd_conv2d_backward(dx, dw, dy, x, w, col_scratch, dw_scratch, g, N, threads);
+    winograd_conv2d_backward(dx, dw, dy, x, w, col_scratch, dw_scratch, plane_sums, g, N, threads);
+    if (dbias) bias_grad_from_plane_sums(dbias, plane_sums, g.out_channels, N);
     return;
   }
   const int64_t in_size = g.in_channels * g.height * g.width;
@@ -182,6 +194,7 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
       // dw_part (Co, CiKK) += dy_n (Co, P) * col^T (P, CiKK)
       gemm(Trans::No, Trans::Yes, g.out_channels, g.col_rows(), P, T(1), g_out, P, col, P, T(1),
            dw_part, g.col_rows());
+      if (plane_sums) output_plane_sums(plane_sums + n * g.out_channels, g_out, g.out_channels, P);
       if (dx) {
         // col (CiKK, P) = w^T (CiKK, Co) * dy_n (Co, P), then scattered back to the image.
         gemm(Trans::Yes, Trans::No, g.col_rows(), P, g.out_channels, T(1), w, g.col_rows(), g_out,
@@ -199,6 +212,7 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
     for (int t = 0; t < used; ++t) acc += dw_scratch[t * wsize + j];
     dw[j] = acc;
   }
+  if (dbias) bias_grad_from_plane_sums(dbias, plane_sums, g.out_channels, N);
 }
 
 #define BNLAB_INSTANTIATE(T)                                                                  \
@@ -206,8 +220,9 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
   template void col2im_add<T>(T*, const T*, const ConvGeometry&);                             \
   template void conv2d_forward<T>(T*, const T*, const T*, const T*, T*, const ConvGeometry&,  \
                                   int64_t, int, const ConvEpilogue<T>&);                      \
-  template void conv2d_backward<T>(T*, T*, T*, const T*, const T*, const T*, T*, T*,          \
-                                   const ConvGeometry&, int64_t, int);
+  template void conv2d_backward<T>(T*, T*, T*, const T*, const T*, const T*, T*, T*, double*, \
+                                   const ConvGeometry&, int64_t, int);                        \
+  template void output_plane_sums<T>(double*, const T*, int64_t, int64_t);
 BNLAB_INSTANTIATE(float)
 BNLAB_INSTANTIATE(double)
 #undef BNLAB_INSTANTIATE

@@ -47,6 +47,9 @@ bool conv_can_pool(const ConvGeometry& g);
 // weight-gradient scratch of conv2d_backward.
 int64_t conv_scratch_size(const ConvGeometry& g, int threads);
 int64_t conv_weight_scratch_size(const ConvGeometry& g, int threads);
+// The bias gradient's scratch of conv2d_backward, in doubles, for a batch of N: each sample's sum
+// of each output plane.
+int64_t conv_bias_scratch_size(const ConvGeometry& g, int64_t N);
 
 // col (Ci*KH*KW, Ho*Wo) <- x (Ci, H, W); zero where the window falls on padding.
 template <typename T>
@@ -63,10 +66,16 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* scratch,
                     const ConvGeometry& g, int64_t N, int threads, const ConvEpilogue<T>& epilogue = {});
 
 // dx (N, Ci, H, W) = input gradient (skipped when dx is null); dw (Co, Ci, KH, KW) += weight
-// gradient; dbias (Co) += sum of dy (skipped when null). Scratch: conv_scratch_size(g, threads)
-// and conv_weight_scratch_size(g, threads).
+// gradient; dbias (Co) += sum of dy (skipped when null). Scratch: conv_scratch_size(g, threads),
+// conv_weight_scratch_size(g, threads) and, with dbias, conv_bias_scratch_size(g, N).
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, T* scratch,
-                     T* dw_scratch, const ConvGeometry& g, int64_t N, int threads);
+                     T* dw_scratch, double* bias_scratch, const ConvGeometry& g, int64_t N, int threads);
+
+// sums (Co) = the sum, in double, of each output plane of one sample's dy (Co, P): the sample's
+// part of the bias gradient, taken by the thread that reads dy_n for the products while dy_n is
+// in its cache, instead of in a pass of its own over dy from memory.
+template <typename T>
+void output_plane_sums(double* sums, const T* dy_n, int64_t Co, int64_t P);
 
 }  // namespace bnlab::kernels

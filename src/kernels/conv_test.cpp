@@ -9,6 +9,7 @@
 #include <string>
 
 #include "gradcheck.h"
+#include "kernels/batchnorm/rows.h"
 #include "kernels/winograd/winograd.h"
 #include "kernels/x86/cpu_isa.h"
 
@@ -69,8 +70,9 @@ TEST_P(ConvKernel, BackwardMatchesFiniteDifferences) {
   auto loss = [&] { return testing::dot(conv_reference(x, w, with_bias ? b : std::vector<double>{}, g, N), r); };
   std::vector<double> dx(x.size()), dw(w.size(), 0.0), db(b.size(), 0.0);
   std::vector<double> col(conv_scratch_size(g, 2)), dw_scratch(conv_weight_scratch_size(g, 2));
+  std::vector<double> bias_scratch(conv_bias_scratch_size(g, N));
   conv2d_backward(dx.data(), dw.data(), with_bias ? db.data() : nullptr, r.data(), x.data(), w.data(),
-                  col.data(), dw_scratch.data(), g, N, 2);
+                  col.data(), dw_scratch.data(), bias_scratch.data(), g, N, 2);
   testing::expect_gradient("dx", x, dx, loss);
   testing::expect_gradient("dweight", w, dw, loss);
   if (with_bias) testing::expect_gradient("dbias", b, db, loss);
@@ -81,9 +83,49 @@ TEST(ConvKernel, WeightGradientAccumulates) {
   const std::vector<double> x = random_vector(16, 8), w = random_vector(9, 9), dy = random_vector(4, 10);
   std::vector<double> dw(9, 1.0), col(conv_scratch_size(g, 1)), scratch(conv_weight_scratch_size(g, 1));
   std::vector<double> fresh(9, 0.0);
-  conv2d_backward<double>(nullptr, fresh.data(), nullptr, dy.data(), x.data(), w.data(), col.data(), scratch.data(), g, 1, 1);
-  conv2d_backward<double>(nullptr, dw.data(), nullptr, dy.data(), x.data(), w.data(), col.data(), scratch.data(), g, 1, 1);
+  conv2d_backward<double>(nullptr, fresh.data(), nullptr, dy.data(), x.data(), w.data(), col.data(), scratch.data(),
+                          nullptr, g, 1, 1);
+  conv2d_backward<double>(nullptr, dw.data(), nullptr, dy.data(), x.data(), w.data(), col.data(), scratch.data(),
+                          nullptr, g, 1, 1);
   for (int i = 0; i < 9; ++i) EXPECT_NEAR(dw[i], 1.0 + fresh[i], 1e-12);
+}
+
+// The float bias gradient, summed by the threads as they read each sample's dy for the products,
+// gives the bits of summing each channel's planes into one double one after the other, sample by
+// sample (the sum before it had these bits), on the Winograd and the im2col paths, on 1 to 3
+// threads, added to what dbias held.
+TEST(ConvKernel, FloatBiasGradientKeepsTheOrderOfItsSums) {
+  for (const ConvGeometry g : {ConvGeometry{8, 10, 12, 6, 3, 3, 1, 0}, ConvGeometry{3, 9, 9, 5, 5, 5, 1, 2}}) {
+    const int64_t N = 7, P = g.out_height() * g.out_width();
+    std::vector<float> x(N * g.in_channels * g.height * g.width), w(g.weight_size()), dy(N * g.out_channels * P);
+    const std::vector<double> rx = random_vector(x.size(), 11), rw = random_vector(w.size(), 12),
+                              rdy = random_vector(dy.size(), 13);
+    // Sample 1's gradient cancels sample 0's, 10^11 times larger than the others': summed in
+    // order the two cancel exactly, and any other order rounds the small ones to the large ones'
+    // precision first.
+    const int64_t per_sample = g.out_channels * P;
+    for (int64_t i = 0; i < per_sample; ++i) {
+      dy[i] = static_cast<float>(rdy[i] * 1e8);
+      dy[per_sample + i] = -dy[i];
+    }
+    for (size_t i = 2 * per_sample; i < dy.size(); ++i) dy[i] = static_cast<float>(rdy[i] * 1e-3);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(rx[i]);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(rw[i]);
+    std::vector<float> expected(g.out_channels);
+    for (int64_t o = 0; o < g.out_channels; ++o) {
+      double acc = 0;
+      for (int64_t n = 0; n < N; ++n) row_sum(dy.data() + (n * g.out_channels + o) * P, P, &acc);
+      expected[o] = 0.25f + static_cast<float>(acc);
+    }
+    for (int threads = 1; threads <= 3; ++threads) {
+      std::vector<float> dx(x.size()), dw(w.size(), 0.0f), db(g.out_channels, 0.25f);
+      std::vector<float> col(conv_scratch_size(g, threads)), dw_scratch(conv_weight_scratch_size(g, threads));
+      std::vector<double> bias_scratch(conv_bias_scratch_size(g, N));
+      conv2d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), col.data(), dw_scratch.data(),
+                      bias_scratch.data(), g, N, threads);
+      for (int64_t o = 0; o < g.out_channels; ++o) EXPECT_EQ(db[o], expected[o]) << "channel " << o << ", " << threads << " threads";
+    }
+  }
 }
 
 // The float Winograd transforms on AVX-512 (the seed network's conv2 runs them) against the

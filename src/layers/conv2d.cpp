@@ -55,10 +55,13 @@ class Conv2d final : public Conv2dLayer {
     if (options_.bias) bias_ = slots[1];
   }
 
-  void reserve(int64_t /*max_batch*/, int threads) override {
+  void reserve(int64_t max_batch, int threads) override {
     threads_ = threads;
     scratch_.assign(static_cast<size_t>(kernels::conv_scratch_size(geometry_, threads)), 0.0f);
     dw_scratch_.assign(static_cast<size_t>(kernels::conv_weight_scratch_size(geometry_, threads)), 0.0f);
+    if (options_.bias) {
+      bias_scratch_.assign(static_cast<size_t>(kernels::conv_bias_scratch_size(geometry_, max_batch)), 0.0);
+    }
   }
 
   void forward(float* y, const float* x, int64_t n, const RunContext&) override {
@@ -74,7 +77,7 @@ class Conv2d final : public Conv2dLayer {
 
   void backward(float* dx, const float* dy, const float* x, const float*, int64_t n) override {
     kernels::conv2d_backward(dx, weight_.grad, bias_.grad, dy, x, weight_.data, scratch_.data(),
-                             dw_scratch_.data(), geometry_, n, threads_);
+                             dw_scratch_.data(), bias_scratch_.data(), geometry_, n, threads_);
   }
 
   int64_t macs_per_sample() const override {
@@ -106,6 +109,7 @@ class Conv2d final : public Conv2dLayer {
   int threads_ = 1;
   AlignedVector<float> scratch_;     // im2col columns or Winograd tiles (kernels/conv.h)
   AlignedVector<float> dw_scratch_;  // per-thread partial weight gradients
+  std::vector<double> bias_scratch_;  // each sample's sum of each output plane (the bias gradient)
 };
 
 }  // namespace

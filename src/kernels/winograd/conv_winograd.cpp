@@ -148,7 +148,8 @@ void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* scr
 
 template <typename T>
 void winograd_conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, T* scratch,
-                              T* dw_scratch, const ConvGeometry& g, int64_t N, int threads) {
+                              T* dw_scratch, double* plane_sums, const ConvGeometry& g, int64_t N,
+                              int threads) {
   const Layout l = layout_of(g);
   const Plan p = plan_of(g);  // plain copies below: clang's OpenMP cannot capture structured bindings
   const WinogradTiles t = p.t;
@@ -177,6 +178,7 @@ void winograd_conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w,
         pad_copy(plane, t.out_height(), t.out_width(), dy_n, Co, Ho, Wo, 0, 0);
         winograd_output_grad(M, plane, Co, t);
       }
+      if (plane_sums) output_plane_sums(plane_sums + n * Co, dy_n, Co, Ho * Wo);
       // dU_xi (Co, Ci) += dM_xi (Co, T) V_xi^T (T, Ci)
       for (int64_t xi = 0; xi < P16; ++xi) accumulate_nt(Co, Ci, T_, M + xi * sm, V + xi * sv, dU + xi * su);
       if (!dx) continue;
@@ -205,7 +207,7 @@ void winograd_conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w,
 #define BNLAB_INSTANTIATE(T)                                                                         \
   template void winograd_conv2d_forward<T>(T*, const T*, const T*, const T*, T*, const ConvGeometry&, \
                                            int64_t, int, const ConvEpilogue<T>&);                    \
-  template void winograd_conv2d_backward<T>(T*, T*, const T*, const T*, const T*, T*, T*,             \
+  template void winograd_conv2d_backward<T>(T*, T*, const T*, const T*, const T*, T*, T*, double*,    \
                                             const ConvGeometry&, int64_t, int);
 BNLAB_INSTANTIATE(float)
 BNLAB_INSTANTIATE(double)

@@ -95,9 +95,11 @@ void winograd_conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* scr
                              const ConvGeometry& g, int64_t N, int threads, const ConvEpilogue<T>& epilogue);
 // Tiled planes equal the layer's: no padding and even output sizes.
 bool winograd_exact(const ConvGeometry& g);
+// plane_sums (N, Co), unless null: output_plane_sums of each sample's dy (conv.h).
 template <typename T>
 void winograd_conv2d_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, T* scratch,
-                              T* dw_scratch, const ConvGeometry& g, int64_t N, int threads);
+                              T* dw_scratch, double* plane_sums, const ConvGeometry& g, int64_t N,
+                              int threads);
 int64_t winograd_scratch_size(const ConvGeometry& g, int threads);
 int64_t winograd_weight_scratch_size(const ConvGeometry& g, int threads);
 
