@@ -59,6 +59,13 @@ void fill_zero(T* x, int64_t count) {
   for (int64_t b = 0; b < count; b += kBlock) std::fill(x + b, x + std::min(kBlock, count - b) + b, T(0));
 }
 
+bool all_finite(const float* x, int64_t count) {
+  int64_t non_finite = 0;
+#pragma omp parallel for schedule(static) reduction(+ : non_finite)
+  for (int64_t b = 0; b < count; b += kBlock) non_finite += row_count_non_finite(x + b, std::min(kBlock, count - b));
+  return non_finite == 0;
+}
+
 template void fill_zero<float>(float*, int64_t);
 template void fill_zero<double>(double*, int64_t);
 template void relu_forward<float>(float*, const float*, int64_t);

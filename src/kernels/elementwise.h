@@ -23,6 +23,10 @@ void dropout_forward(T* y, uint8_t* keep, const T* x, float p, uint64_t key, int
 template <typename T>
 void dropout_backward(T* dx, const T* dy, const uint8_t* keep, float p, int64_t count);
 
+// Whether every x[i] is finite, on bnlab's threads (the gradients after a backward, which one
+// thread checked with std::isfinite element by element while the other waited).
+bool all_finite(const float* x, int64_t count);
+
 // x = 0 on bnlab's threads (the gradients before a backward: 4.8 MB for the seed network, which
 // one thread filled while the other waited).
 template <typename T>

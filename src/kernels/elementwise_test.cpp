@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "gradcheck.h"
@@ -106,6 +107,35 @@ TEST(FillZeroKernel, ZeroesTheRangeAndNothingPastIt) {
   fill_zero(x.data(), count);
   for (int64_t i = 0; i < count; ++i) ASSERT_EQ(x[i], 0.0f) << i;
   for (int64_t i = count; i < count + 5; ++i) EXPECT_EQ(x[i], 1.5f) << i;
+}
+
+// One bad value anywhere (the first, the last, a block's edge, the tail past the last full
+// block) is found on 1 to 3 threads; the largest finite values, denormals and -0 are not bad.
+TEST(AllFiniteKernel, FindsEveryKindOfNonFiniteValueAnywhere) {
+  const int64_t count = 3 * 16384 + 77;
+  std::vector<float> x(count, 1.0f);
+  x[5] = std::numeric_limits<float>::max();
+  x[6] = -std::numeric_limits<float>::max();
+  x[7] = std::numeric_limits<float>::denorm_min();
+  x[8] = -0.0f;
+  const int saved = omp_get_max_threads();
+  omp_set_dynamic(0);
+  for (int threads = 1; threads <= 3; ++threads) {
+    omp_set_num_threads(threads);
+    EXPECT_TRUE(all_finite(x.data(), count)) << threads << " threads";
+    for (const int64_t at : {int64_t{0}, int64_t{16383}, int64_t{16384}, 2 * int64_t{16384} + 1, count - 1}) {
+      for (const float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                              std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()}) {
+        const float saved_value = x[at];
+        x[at] = bad;
+        EXPECT_FALSE(all_finite(x.data(), count)) << bad << " at " << at << ", " << threads << " threads";
+        x[at] = saved_value;
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+  x[count - 1] = std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(all_finite(x.data(), count - 1));  // only the range given is read
 }
 
 }  // namespace

@@ -50,6 +50,9 @@ BNLAB_INLINE void row_relu_backward_body(float* dx, const float* dy, const float
 BNLAB_MULTIVERSION(void, row_relu_backward, (float* dx, const float* dy, const float* y, int64_t n),
                    (dx, dy, y, n), row_relu_backward_body)
 
+BNLAB_INLINE int64_t row_count_non_finite_body(const float* x, int64_t n) { return row_count_non_finite_of(x, n); }
+BNLAB_MULTIVERSION(int64_t, row_count_non_finite, (const float* x, int64_t n), (x, n), row_count_non_finite_body)
+
 BNLAB_INLINE void row_add_body(float* y, const float* x, int64_t n) { row_add<float>(y, x, n); }
 BNLAB_MULTIVERSION(void, row_add, (float* y, const float* x, int64_t n),
                    (y, x, n), row_add_body)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 
 #include "bnlab/rng.h"
@@ -55,6 +56,10 @@ void row_relu_backward(float* dx, const float* dy, const float* y, int64_t n);
 
 // y += x
 void row_add(float* y, const float* x, int64_t n);
+
+// The number of x[i] that are infinite or NaN: exponent bits all set. Integer compares and a
+// sum, which vectorize where isfinite's early exit would not.
+int64_t row_count_non_finite(const float* x, int64_t n);
 
 // wide[p] += a * x[p]: one tap of direct_conv
 void row_axpy(float* __restrict wide, const float* __restrict x, int64_t n, float a);
@@ -188,6 +193,11 @@ BNLAB_INLINE void row_dropout_backward(T* dx, const T* dy, const uint8_t* keep, 
     const T v = dy[i] * scale;
     dx[i] = keep[i] ? v : T(0);
   }
+}
+BNLAB_INLINE int64_t row_count_non_finite_of(const float* x, int64_t n) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) count += (std::bit_cast<uint32_t>(x[i]) & 0x7f800000u) == 0x7f800000u;
+  return count;
 }
 template <typename T>
 BNLAB_INLINE void row_relu(T* y, const T* x, int64_t n) {

@@ -7,6 +7,7 @@
 #include "bnlab/error.h"
 #include "bnlab/loss.h"
 #include "bnlab/rng.h"
+#include "kernels/elementwise.h"
 #include "train/data_parallel.h"
 
 namespace bnlab {
@@ -42,7 +43,7 @@ std::string first_non_finite_layer(const Network& net, int64_t n) {
 // first, so that a finite step allocates nothing (the names are only built for the message).
 std::string first_non_finite_gradient(Network& net) {
   const std::span<float> all = net.gradients();
-  if (std::all_of(all.begin(), all.end(), [](float g) { return std::isfinite(g); })) return "";
+  if (kernels::all_finite(all.data(), static_cast<int64_t>(all.size()))) return "";
   for (const TensorView& g : net.named_gradients()) {
     const float* v = static_cast<const float*>(g.data);
     for (int64_t j = 0; j < numel(g.shape); ++j)

@@ -133,6 +133,39 @@ TEST(Accumulate, ASkippedStepRestoresTheStatisticsOfEveryMicroBatch) {
   }
 }
 
+// A finite loss whose backward overflows: fc1 writes its bias whatever the image (weights 0), fc2
+// multiplies it by 3e38 into class 0, so that the loss is finite but fc1's weight gradient, that
+// 3e38 again times pixels of 1000, is not. The step names the first such gradient and leaves the
+// weights as they were.
+TEST(Faults, ANonFiniteGradientSkipsTheStepAndNamesIt) {
+  DataSource data = synthetic(16, 2);
+  data.mean = 0;
+  data.std = 1e-3f;
+  std::fill(data.train.images.begin(), data.train.images.end(), uint8_t{255});
+  std::fill(data.train.labels.begin(), data.train.labels.end(), uint8_t{3});
+  Network net = net_from("Flatten\nfc1: Linear out_features=4\nfc2: Linear out_features=10\nLogSoftmax\n", 2, 1);
+  for (const TensorView& v : net.named_parameters()) {
+    float* p = static_cast<float*>(v.data);
+    if (v.name == "fc1.weight") std::fill_n(p, numel(v.shape), 0.0f);
+    if (v.name == "fc1.bias") std::fill_n(p, numel(v.shape), 1e-37f);
+    if (v.name == "fc2.weight") {
+      std::fill_n(p, numel(v.shape), 0.0f);
+      std::fill_n(p, 4, 3e38f);  // class 0's row
+    }
+  }
+  const std::vector<float> weights(net.parameters().begin(), net.parameters().end());
+  auto opt = make_optimizer({}, static_cast<int64_t>(net.parameters().size()));
+  TrainStep step(net, data, *opt, 16, {});
+  std::vector<int64_t> order(16);
+  std::iota(order.begin(), order.end(), 0);
+  const StepResult r = step.run(order.data(), 16, 1, 1.0);
+  EXPECT_TRUE(std::isfinite(r.loss)) << r.loss;
+  EXPECT_EQ(r.fault, StepResult::Fault::Gradient);
+  EXPECT_EQ(r.where, "fc1.weight");
+  EXPECT_NE(describe_fault(r).find("gradient of fc1.weight is not finite"), std::string::npos) << describe_fault(r);
+  EXPECT_EQ(std::vector<float>(net.parameters().begin(), net.parameters().end()), weights);
+}
+
 class InitFrom : public ::testing::Test {
  protected:
   void SetUp() override {
