@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "bnlab/error.h"
 #include "kernels/gemm.h"
 #include "kernels/batchnorm/rows.h"
 #include "kernels/vector_rows.h"
 #include "kernels/winograd/winograd.h"
+#include "kernels/x86/cpu_isa.h"
 
 namespace bnlab::kernels {
 
@@ -66,9 +68,22 @@ int64_t conv_scratch_size(const ConvGeometry& g, int threads) {
   return threads * g.col_size();
 }
 
+namespace {
+// Whether the float backward can sum the weight gradient directly, by lanes (conv.h), not by
+// im2col and the BLAS: the geometry alone, so that the scratch's size does not depend on the
+// instruction set allowed when it was reserved (the call checks avx512_enabled()).
+bool weight_grad_by_lanes(const ConvGeometry& g) {
+  return conv_algorithm(g) == ConvAlgorithm::Direct && conv3x3_weight_grad_fits(g);
+}
+// A thread's partial weight gradient, then its lanes where they can be used.
+int64_t weight_scratch_per_thread(const ConvGeometry& g) {
+  return g.weight_size() * (weight_grad_by_lanes(g) ? 1 + kConv3x3GradLanes : 1);
+}
+}  // namespace
+
 int64_t conv_weight_scratch_size(const ConvGeometry& g, int threads) {
   if (conv_algorithm(g) == ConvAlgorithm::Winograd) return winograd_weight_scratch_size(g, threads);
-  return threads * g.weight_size();
+  return threads * weight_scratch_per_thread(g);
 }
 
 template <typename T>
@@ -177,7 +192,8 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
     return;
   }
   const int64_t in_size = g.in_channels * g.height * g.width;
-  const int64_t wsize = g.weight_size();
+  const int64_t wsize = g.weight_size(), per_thread = weight_scratch_per_thread(g);
+  const bool by_lanes = std::is_same_v<T, float> && weight_grad_by_lanes(g) && avx512_enabled();
   int used = 1;
 #pragma omp parallel num_threads(threads)
   {
@@ -185,15 +201,20 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
 #pragma omp single
     used = omp_get_num_threads();
     T* col = col_scratch + t * g.col_size();
-    T* dw_part = dw_scratch + t * wsize;
-    std::fill(dw_part, dw_part + wsize, T(0));
+    T* dw_part = dw_scratch + t * per_thread;
+    std::fill(dw_part, dw_part + per_thread, T(0));
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const T* g_out = dy + n * g.out_channels * P;
-      im2col(col, x + n * in_size, g);
-      // dw_part (Co, CiKK) += dy_n (Co, P) * col^T (P, CiKK)
-      gemm(Trans::No, Trans::Yes, g.out_channels, g.col_rows(), P, T(1), g_out, P, col, P, T(1),
-           dw_part, g.col_rows());
+      if constexpr (std::is_same_v<T, float>) {
+        if (by_lanes) conv3x3_weight_grad_lanes(dw_part + wsize, x + n * in_size, g_out, g);
+      }
+      if (!by_lanes) {
+        im2col(col, x + n * in_size, g);
+        // dw_part (Co, CiKK) += dy_n (Co, P) * col^T (P, CiKK)
+        gemm(Trans::No, Trans::Yes, g.out_channels, g.col_rows(), P, T(1), g_out, P, col, P, T(1),
+             dw_part, g.col_rows());
+      }
       if (plane_sums) output_plane_sums(plane_sums + n * g.out_channels, g_out, g.out_channels, P);
       if (dx) {
         // col (CiKK, P) = w^T (CiKK, Co) * dy_n (Co, P), then scattered back to the image.
@@ -204,12 +225,15 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
         col2im_add(dx_n, col, g);
       }
     }
+    if constexpr (std::is_same_v<T, float>) {
+      if (by_lanes) conv3x3_weight_grad_add_lanes(dw_part, dw_part + wsize, g);
+    }
   }
   // Fixed-order sum of the per-thread partials.
 #pragma omp parallel for schedule(static)
   for (int64_t j = 0; j < wsize; ++j) {
     T acc = dw[j];
-    for (int t = 0; t < used; ++t) acc += dw_scratch[t * wsize + j];
+    for (int t = 0; t < used; ++t) acc += dw_scratch[t * per_thread + j];
     dw[j] = acc;
   }
   if (dbias) bias_grad_from_plane_sums(dbias, plane_sums, g.out_channels, N);

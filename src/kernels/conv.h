@@ -5,8 +5,9 @@
 // Three algorithms, chosen by the geometry: 3x3 stride-1 kernels over several input channels run
 // Winograd's F(2x2, 3x3) (winograd.h: 2.25x fewer multiply-adds); stride-1 kernels over very few
 // input values per output (the first layer: 1 x 3 x 3) run forward as a direct convolution, whose
-// rows vectorize where im2col's GEMM would have a depth of 9, and backward as im2col + GEMM;
-// everything else runs im2col + GEMM.
+// rows vectorize where im2col's GEMM would have a depth of 9, and backward as im2col + GEMM (its
+// 3x3 kernels' weight gradient, in float on AVX-512, summed directly instead:
+// conv3x3_weight_grad_lanes); everything else runs im2col + GEMM.
 // Samples are shared among threads in fixed blocks; each thread owns a slice of the scratch and,
 // in backward, its own partial weight gradient, summed in thread order, so runs are reproducible.
 #pragma once
@@ -71,6 +72,17 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, T* scratch,
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, T* scratch,
                      T* dw_scratch, double* bias_scratch, const ConvGeometry& g, int64_t N, int threads);
+
+// The Direct algorithm's weight gradient with AVX-512 (x86/conv_weight_grad_avx512.cpp), where
+// conv3x3_weight_grad_fits (3x3, stride-1, unpadded kernels, output rows of at most 32: a matter
+// of geometry, which sizes the scratch) and avx512_enabled() (checked at each call; else
+// conv2d_backward runs im2col and the BLAS). lanes (Co, Ci, 9, 32) += one sample's products
+// dy[o][oh][ow] * x[i][oh + kh][ow + kw], summed over oh in lane ow; then dw (Co, Ci, 3, 3) +=
+// each tap's 32 lanes, added up in a fixed order.
+bool conv3x3_weight_grad_fits(const ConvGeometry& g);
+constexpr int64_t kConv3x3GradLanes = 32;
+void conv3x3_weight_grad_lanes(float* lanes, const float* x_n, const float* dy_n, const ConvGeometry& g);
+void conv3x3_weight_grad_add_lanes(float* dw, const float* lanes, const ConvGeometry& g);
 
 // sums (Co) = the sum, in double, of each output plane of one sample's dy (Co, P): the sample's
 // part of the bias gradient, taken by the thread that reads dy_n for the products while dy_n is

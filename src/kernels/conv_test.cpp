@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "gradcheck.h"
@@ -93,37 +94,89 @@ TEST(ConvKernel, WeightGradientAccumulates) {
 // The float bias gradient, summed by the threads as they read each sample's dy for the products,
 // gives the bits of summing each channel's planes into one double one after the other, sample by
 // sample (the sum before it had these bits), on the Winograd and the im2col paths, on 1 to 3
-// threads, added to what dbias held.
+// threads; a second call adds as much again.
 TEST(ConvKernel, FloatBiasGradientKeepsTheOrderOfItsSums) {
   for (const ConvGeometry g : {ConvGeometry{8, 10, 12, 6, 3, 3, 1, 0}, ConvGeometry{3, 9, 9, 5, 5, 5, 1, 2}}) {
     const int64_t N = 7, P = g.out_height() * g.out_width();
     std::vector<float> x(N * g.in_channels * g.height * g.width), w(g.weight_size()), dy(N * g.out_channels * P);
     const std::vector<double> rx = random_vector(x.size(), 11), rw = random_vector(w.size(), 12),
                               rdy = random_vector(dy.size(), 13);
-    // Sample 1's gradient cancels sample 0's, 10^11 times larger than the others': summed in
-    // order the two cancel exactly, and any other order rounds the small ones to the large ones'
-    // precision first.
+    // The last sample's gradient cancels the one before, 10^11 times larger than the others':
+    // summed in order, the small ones are rounded to the large ones' precision before the two
+    // cancel; summed in any other order (backwards, or each thread's samples apart, the last two
+    // in the last thread's share) the small ones would keep bits that the order drops.
     const int64_t per_sample = g.out_channels * P;
+    for (int64_t i = 0; i < (N - 2) * per_sample; ++i) dy[i] = static_cast<float>(rdy[i] * 1e-3);
     for (int64_t i = 0; i < per_sample; ++i) {
-      dy[i] = static_cast<float>(rdy[i] * 1e8);
-      dy[per_sample + i] = -dy[i];
+      dy[(N - 2) * per_sample + i] = static_cast<float>(rdy[i] * 1e8);
+      dy[(N - 1) * per_sample + i] = -dy[(N - 2) * per_sample + i];
     }
-    for (size_t i = 2 * per_sample; i < dy.size(); ++i) dy[i] = static_cast<float>(rdy[i] * 1e-3);
     for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(rx[i]);
     for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(rw[i]);
     std::vector<float> expected(g.out_channels);
     for (int64_t o = 0; o < g.out_channels; ++o) {
       double acc = 0;
       for (int64_t n = 0; n < N; ++n) row_sum(dy.data() + (n * g.out_channels + o) * P, P, &acc);
-      expected[o] = 0.25f + static_cast<float>(acc);
+      expected[o] = static_cast<float>(acc);
     }
     for (int threads = 1; threads <= 3; ++threads) {
-      std::vector<float> dx(x.size()), dw(w.size(), 0.0f), db(g.out_channels, 0.25f);
+      std::vector<float> dx(x.size()), dw(w.size(), 0.0f), db(g.out_channels, 0.0f);
       std::vector<float> col(conv_scratch_size(g, threads)), dw_scratch(conv_weight_scratch_size(g, threads));
       std::vector<double> bias_scratch(conv_bias_scratch_size(g, N));
       conv2d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), col.data(), dw_scratch.data(),
                       bias_scratch.data(), g, N, threads);
-      for (int64_t o = 0; o < g.out_channels; ++o) EXPECT_EQ(db[o], expected[o]) << "channel " << o << ", " << threads << " threads";
+      for (int64_t o = 0; o < g.out_channels; ++o) {
+        ASSERT_EQ(db[o], expected[o]) << "channel " << o << ", " << threads << " threads";
+      }
+      conv2d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), col.data(), dw_scratch.data(),
+                      bias_scratch.data(), g, N, threads);
+      for (int64_t o = 0; o < g.out_channels; ++o) EXPECT_EQ(db[o], 2 * expected[o]) << "channel " << o << ", again";
+    }
+  }
+}
+
+// The float backward of the Direct algorithm's layers (3x3 over 1 to 3 input channels: on AVX-512
+// the weight gradient summed directly, by lanes) against the same backward in double, at output
+// rows of 26 (conv1), 9 and 32 (both of a row's vectors full), with and without the input
+// gradient, on 1 to 3 threads. Called twice on a scratch that starts as NaN: the second call
+// must add as much again, so nothing of the first may carry over in the lanes.
+TEST(ConvKernel, FloatDirectBackwardMatchesDouble) {
+  for (const ConvGeometry g : {ConvGeometry{1, 28, 28, 32, 3, 3, 1, 0}, ConvGeometry{2, 13, 11, 5, 3, 3, 1, 0},
+                               ConvGeometry{3, 6, 34, 4, 3, 3, 1, 0}}) {
+    ASSERT_EQ(conv_algorithm(g), ConvAlgorithm::Direct);
+    const int64_t N = 5;
+    const std::vector<double> x = random_vector(N * g.in_channels * g.height * g.width, 21),
+                              w = random_vector(g.weight_size(), 22),
+                              dy = random_vector(N * g.out_channels * g.out_height() * g.out_width(), 23);
+    std::vector<double> dx(x.size()), dw(w.size(), 0.5), db(g.out_channels, 0.0);
+    std::vector<double> col(conv_scratch_size(g, 1)), dw_scratch(conv_weight_scratch_size(g, 1));
+    std::vector<double> bias_scratch(conv_bias_scratch_size(g, N));
+    conv2d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), col.data(), dw_scratch.data(),
+                    bias_scratch.data(), g, N, 1);
+    auto to_float = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+    const std::vector<float> xf = to_float(x), wf = to_float(w), dyf = to_float(dy);
+    for (const bool with_dx : {true, false}) {
+      for (int threads = 1; threads <= 3; ++threads) {
+        std::vector<float> dxf(x.size()), dwf(w.size(), 0.5f), dbf(g.out_channels, 0.0f);
+        std::vector<float> colf(conv_scratch_size(g, threads));
+        std::vector<float> dw_scratchf(conv_weight_scratch_size(g, threads), std::numeric_limits<float>::quiet_NaN());
+        const std::string where = std::to_string(g.in_channels) + " channels of width " + std::to_string(g.width) +
+                                  ", " + std::to_string(threads) + " threads, by lanes: " +
+                                  (avx512_enabled() ? "yes" : "no (no AVX-512)");
+        for (int call = 1; call <= 2; ++call) {
+          conv2d_backward(with_dx ? dxf.data() : nullptr, dwf.data(), dbf.data(), dyf.data(), xf.data(), wf.data(),
+                          colf.data(), dw_scratchf.data(), bias_scratch.data(), g, N, threads);
+          // Each weight's gradient sums N x Ho x Wo products of values in [-1, 1] (up to 5 x 26 x
+          // 26): float rounding stays far below 1e-3 of it.
+          for (size_t j = 0; j < dw.size(); ++j) {
+            EXPECT_NEAR(dwf[j], 0.5 + call * (dw[j] - 0.5), 1e-3) << "dw " << j << ", call " << call << ", " << where;
+          }
+          for (size_t j = 0; j < db.size(); ++j) EXPECT_NEAR(dbf[j], call * db[j], 1e-3) << "db " << j << ", " << where;
+          if (with_dx) {
+            for (size_t j = 0; j < dx.size(); ++j) ASSERT_NEAR(dxf[j], dx[j], 1e-4) << "dx " << j << ", " << where;
+          }
+        }
+      }
     }
   }
 }

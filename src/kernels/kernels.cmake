@@ -21,6 +21,7 @@ set(BNLAB_KERNEL_SOURCES
   # the run-time choice of instruction set (BNLAB_MAX_CPU_ISA), and the hand-written AVX-512 paths
   ${_k}/x86/cpu_isa.cpp
   ${_k}/x86/winograd_avx512.cpp ${_k}/x86/pool_avx512.cpp ${_k}/x86/gemm_nt_avx512.cpp
+  ${_k}/x86/conv_weight_grad_avx512.cpp
   ${_k}/transpose.cpp ${_k}/x86/transpose_avx512.cpp
   ${_k}/elementwise.cpp ${_k}/scalar.cpp ${_k}/softmax.cpp ${_k}/linear.cpp ${_k}/sigmoid.cpp)
 # x * alpha + beta must become one FMA where the CPU has it, as in PyTorch (batchnorm/rows.h); the

@@ -1,5 +1,5 @@
-// Pieces the AVX-512 kernels share (winograd_avx512.cpp, pool_avx512.cpp; gemm_nt_avx512.cpp uses
-// only the target macro): rows of at most 32
+// Pieces the AVX-512 kernels share (winograd_avx512.cpp, pool_avx512.cpp; gemm_nt_avx512.cpp and
+// conv_weight_grad_avx512.cpp use only the target macro): rows of at most 32
 // floats held in two vectors, the lanes past a row's width masked off, and split into the
 // columns that 2x2 windows or tiles read (lane j: columns 2j, 2j+1, 2j+2, 2j+3). x86-64 only;
 // functions compiled for AVX-512 whatever the build's baseline, to be called after

@@ -19,7 +19,8 @@ enum class Isa { Baseline, Avx2, Avx512 };
 
 // The level the multi-versioned loops run: the CPU's, capped.
 Isa cpu_isa();
-// Whether the AVX-512F intrinsic paths (winograd_avx512.cpp, pool_avx512.cpp, gemm_nt_avx512.cpp) run.
+// Whether the AVX-512F intrinsic paths (winograd_avx512.cpp, pool_avx512.cpp, gemm_nt_avx512.cpp,
+// conv_weight_grad_avx512.cpp) run.
 bool avx512_enabled();
 // The best level the CPU has, whatever the cap.
 Isa cpu_best_isa();
