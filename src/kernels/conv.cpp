@@ -206,10 +206,9 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const T* g_out = dy + n * g.out_channels * P;
-      if constexpr (std::is_same_v<T, float>) {
-        if (by_lanes) conv3x3_weight_grad_lanes(dw_part + wsize, x + n * in_size, g_out, g);
-      }
-      if (!by_lanes) {
+      if (by_lanes) {
+        if constexpr (std::is_same_v<T, float>) conv3x3_weight_grad_lanes(dw_part + wsize, x + n * in_size, g_out, g);
+      } else {
         im2col(col, x + n * in_size, g);
         // dw_part (Co, CiKK) += dy_n (Co, P) * col^T (P, CiKK)
         gemm(Trans::No, Trans::Yes, g.out_channels, g.col_rows(), P, T(1), g_out, P, col, P, T(1),

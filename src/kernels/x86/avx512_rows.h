@@ -1,5 +1,5 @@
-// Pieces the AVX-512 kernels share (winograd_avx512.cpp, pool_avx512.cpp; gemm_nt_avx512.cpp and
-// conv_weight_grad_avx512.cpp use only the target macro): rows of at most 32
+// Pieces the AVX-512 kernels share (winograd_avx512.cpp, pool_avx512.cpp, conv_weight_grad_avx512.cpp;
+// gemm_nt_avx512.cpp uses only the target macro): rows of at most 32
 // floats held in two vectors, the lanes past a row's width masked off, and split into the
 // columns that 2x2 windows or tiles read (lane j: columns 2j, 2j+1, 2j+2, 2j+3). x86-64 only;
 // functions compiled for AVX-512 whatever the build's baseline, to be called after
@@ -37,13 +37,19 @@ BNLAB_AVX512 inline Columns split_row(const float* row, int64_t W, __mmask16 low
 
 // The loads of a row of W floats (two vectors, the lanes past W masked off) and the stores of a
 // row of tiles or windows, one a lane.
+struct LaneMasks {
+  __mmask16 low, high;  // the lanes of the row in its first and its second vector
+};
+inline LaneMasks lane_masks(int64_t W) {
+  return {static_cast<__mmask16>(W >= 16 ? 0xffff : (1u << W) - 1),
+          static_cast<__mmask16>(W <= 16 ? 0 : (1u << (W - 16)) - 1)};
+}
 struct RowMasks {
   __mmask16 low, high, tiles;
 };
 inline RowMasks row_masks(int64_t W, int64_t tiles_w) {
-  return {static_cast<__mmask16>(W >= 16 ? 0xffff : (1u << W) - 1),
-          static_cast<__mmask16>(W <= 16 ? 0 : (1u << (W - 16)) - 1),
-          static_cast<__mmask16>((1u << tiles_w) - 1)};
+  const LaneMasks lanes = lane_masks(W);
+  return {lanes.low, lanes.high, static_cast<__mmask16>((1u << tiles_w) - 1)};
 }
 
 // -v as the compiler writes it: the sign bit flipped (0 - v would turn -0 into +0).

@@ -28,17 +28,11 @@ namespace {
 
 constexpr int kTaps = 9;
 
-// The lanes of a row of `width` floats (at most 32) in its first and second vector.
-inline __mmask16 low_lanes(int64_t width) { return static_cast<__mmask16>(width >= 16 ? 0xffff : (1u << width) - 1); }
-inline __mmask16 high_lanes(int64_t width) {
-  return static_cast<__mmask16>(width <= 16 ? 0 : width >= 32 ? 0xffff : (1u << (width - 16)) - 1);
-}
-
 // Rows of more than 16 outputs take two vectors (Wide), shorter ones one.
 template <bool Wide>
 BNLAB_AVX512 void weight_grad_lanes(float* lanes, const float* x, const float* dy, const ConvGeometry& g) {
   const int64_t H = g.height, W = g.width, Ho = g.out_height(), Wo = g.out_width();
-  const __mmask16 lo = low_lanes(Wo), hi = high_lanes(Wo);
+  const auto [lo, hi] = avx512::lane_masks(Wo);
   for (int64_t o = 0; o < g.out_channels; ++o) {
     const float* d = dy + o * Ho * Wo;
     for (int64_t i = 0; i < g.in_channels; ++i) {
