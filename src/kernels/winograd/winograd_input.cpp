@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/prefetch.h"
 #include "kernels/x86/multiversion.h"
 
 namespace bnlab::kernels {
@@ -63,6 +64,7 @@ template <typename T>
 BNLAB_INLINE void input_impl(T* V, const T* x, int64_t C, const WinogradTiles& t) {
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
   for (int64_t c = 0; c < C; ++c) {
+    if (c + 1 < C) prefetch_bytes(x + (c + 1) * H * W, H * W * static_cast<int64_t>(sizeof(T)));  // prefetch.h
     for (int64_t th = 0; th < t.tiles_h; ++th) {
       const T* rows = x + (c * H + 2 * th) * W;
       T* out = V + c * tiles + th * t.tiles_w;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/prefetch.h"
 #include "kernels/x86/multiversion.h"
 
 namespace bnlab::kernels {
@@ -56,7 +57,9 @@ template <bool Affine, bool Relu, bool Pool, typename T>
 BNLAB_INLINE void output_planes(T* y, const T* M, const T* bias, int64_t C, const WinogradTiles& t,
                                 const ConvEpilogue<T>& e) {
   const int64_t tiles = t.count(), p = winograd_plane_stride(C * tiles), W = t.out_width();
+  const int64_t y_plane = Pool ? tiles : t.out_height() * W;
   for (int64_t c = 0; c < C; ++c) {
+    if (c + 1 < C) prefetch_bytes(y + (c + 1) * y_plane, y_plane * static_cast<int64_t>(sizeof(T)));  // prefetch.h
     const T b = bias ? bias[c] : T(0);
     const T alpha = Affine ? e.scale[c] : T(1), beta = Affine ? e.shift[c] : T(0);
     if constexpr (Pool) {  // one maximum per tile, in tile order: all the channel's tiles in one loop
@@ -116,7 +119,9 @@ BNLAB_INLINE void output_grad_rows(T* out, int64_t plane, const T* row0, const T
 template <typename T>
 BNLAB_INLINE void output_grad_impl(T* dM, const T* dy, int64_t C, const WinogradTiles& t) {
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), W = t.out_width();
+  const int64_t dy_plane = t.out_height() * W;
   for (int64_t c = 0; c < C; ++c) {
+    if (c + 1 < C) prefetch_bytes(dy + (c + 1) * dy_plane, dy_plane * static_cast<int64_t>(sizeof(T)));
     for (int64_t th = 0; th < t.tiles_h; ++th) {
       const T* row0 = dy + (c * t.out_height() + 2 * th) * W;
       const T* row1 = row0 + W;
