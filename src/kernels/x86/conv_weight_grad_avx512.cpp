@@ -18,6 +18,7 @@ bool conv3x3_weight_grad_fits(const ConvGeometry& g) {
 }  // namespace bnlab::kernels
 
 #if defined(__x86_64__)
+#include "kernels/prefetch.h"
 #include "kernels/x86/avx512_rows.h"
 #include "kernels/x86/multiversion.h"
 
@@ -35,6 +36,9 @@ BNLAB_AVX512 void weight_grad_lanes(float* lanes, const float* x, const float* d
   const auto [lo, hi] = avx512::lane_masks(Wo);
   for (int64_t o = 0; o < g.out_channels; ++o) {
     const float* d = dy + o * Ho * Wo;
+    // The next channel's dy, which comes from memory (prefetch.h): this kernel's share of a
+    // training step's perf samples 2.5-2.8 -> 2.0% (AMD EPYC Zen 5).
+    if (o + 1 < g.out_channels) prefetch_bytes(d + Ho * Wo, Ho * Wo * static_cast<int64_t>(sizeof(float)));
     for (int64_t i = 0; i < g.in_channels; ++i) {
       float* lane = lanes + (o * g.in_channels + i) * kTaps * kConv3x3GradLanes;
       const float* xi = x + i * H * W;
