@@ -6,9 +6,10 @@
 // in the same order as the portable loops: the same bits (conv_test.cpp checks).
 //   input:        V = B^T d B, four input rows a row of tiles, columns 2j .. 2j+3
 //   output grad:  dM = A dY A^T, two rows of dy a row of tiles, columns 2j, 2j+1
-//   input grad:   dx += B dV B^T, four rows of dx a row of tiles; each row split into its even and
+//   input grad:   dx = B dV B^T, four rows of dx a row of tiles; each row split into its even and
 //                 odd columns, the tiles' sums added lane by lane in the portable loop's order
-//                 (masked, as it adds nothing elsewhere), and merged back
+//                 (masked, as it adds nothing elsewhere), and merged back; rows no tile has
+//                 touched yet start from zeros in registers, not from a filled plane
 //   output:       y = A^T M A (+ bias, BN's affine map, ReLU), the tiles' even and odd columns
 //                 merged into two rows of y; not with the max-pool, whose loop is already long
 // Input, output and output grad ask for the next channel's plane of the activation they read or
@@ -111,10 +112,14 @@ BNLAB_AVX512 inline void store_merged(float* row, int64_t W, const RowMasks& m, 
 // Row r of a row of tiles' B dV B^T added into the dx row it covers: column 2j gets b0 of tile j,
 // then b2 of tile j-1; column 2j+1 gets b1 of tile j, then b3 of tile j-1 (the portable loop's
 // two passes). u: the tiles' (B dV)[r] for the four plane columns l.
-BNLAB_AVX512 inline void add_grad_row(float* row, int64_t W, const RowMasks& m, __mmask16 later, const __m512* u) {
+// A row no tile has touched yet (fresh) starts from zeros instead of its memory: 0 + b as the
+// portable loop's fill-then-add, without the fill's pass or the loads.
+BNLAB_AVX512 inline void add_grad_row(float* row, int64_t W, const RowMasks& m, __mmask16 later, const __m512* u,
+                                      bool fresh) {
   const __m512 b0 = b_row<0>(u[0], u[1], u[2], u[3]), b1 = b_row<1>(u[0], u[1], u[2], u[3]);
   const __m512 b2 = b_row<2>(u[0], u[1], u[2], u[3]), b3 = b_row<3>(u[0], u[1], u[2], u[3]);
-  const Columns old = split_row(row, W, m.low, m.high);
+  const __m512 zero = _mm512_setzero_ps();
+  const Columns old = fresh ? Columns{zero, zero, zero, zero} : split_row(row, W, m.low, m.high);
   const __m512i previous_tile = _mm512_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
   __m512 even = _mm512_mask_add_ps(old.c0, m.tiles, old.c0, b0);
   __m512 odd = _mm512_mask_add_ps(old.c1, m.tiles, old.c1, b1);
@@ -127,7 +132,8 @@ BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, 
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
   const RowMasks m = row_masks(W, t.tiles_w);
   const __mmask16 later = static_cast<__mmask16>(m.tiles << 1);  // columns 2j+2, 2j+3 of tile j
-  std::fill(dx, dx + C * H * W, 0.0f);
+  // Tile row th covers rows 2th .. 2th+3: the first two were the last two of tile row th-1 (fresh
+  // only for th = 0), the last two are fresh. H = 2 tiles_h + 2: every row gets written.
   for (int64_t c = 0; c < C; ++c) {
     for (int64_t th = 0; th < t.tiles_h; ++th) {
       const float* in = dV + c * tiles + th * t.tiles_w;
@@ -142,7 +148,7 @@ BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, 
         u[2][l] = b_row<2>(v0, v1, v2, v3);
         u[3][l] = b_row<3>(v0, v1, v2, v3);
       }
-      for (int r = 0; r < 4; ++r) add_grad_row(dx + (c * H + 2 * th + r) * W, W, m, later, u[r]);
+      for (int r = 0; r < 4; ++r) add_grad_row(dx + (c * H + 2 * th + r) * W, W, m, later, u[r], r >= 2 || th == 0);
     }
   }
 }
