@@ -185,6 +185,7 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w, T* col_scratch,
                      T* dw_scratch, double* bias_scratch, const ConvGeometry& g, int64_t N, int threads) {
   const int64_t P = g.out_height() * g.out_width();
+  if (dbias && !bias_scratch) fail("conv2d", "bias_scratch", "a bias gradient needs conv_bias_scratch_size(g, N) doubles");
   double* plane_sums = dbias ? bias_scratch : nullptr;
   if (conv_algorithm(g) == ConvAlgorithm::Winograd) {
     winograd_conv2d_backward(dx, dw, dy, x, w, col_scratch, dw_scratch, plane_sums, g, N, threads);

@@ -9,6 +9,7 @@
 #include <limits>
 #include <string>
 
+#include "bnlab/error.h"
 #include "gradcheck.h"
 #include "kernels/batchnorm/rows.h"
 #include "kernels/winograd/winograd.h"
@@ -280,6 +281,26 @@ TEST(ConvKernel, AlgorithmFollowsTheGeometry) {
   EXPECT_EQ(conv_algorithm({2, 9, 9, 3, 5, 5, 1, 2}), ConvAlgorithm::Im2col);
   EXPECT_EQ(conv_algorithm({32, 26, 26, 64, 3, 3, 2, 0}), ConvAlgorithm::Im2col);    // strided
   EXPECT_EQ(conv_algorithm({32, 26, 26, 64, 5, 5, 1, 0}), ConvAlgorithm::Im2col);
+}
+
+// A bias gradient without the scratch its plane sums go to is refused, named, on every algorithm's
+// path, before anything is written.
+TEST(ConvKernel, BiasGradientWithoutItsScratchIsRefused) {
+  for (const ConvGeometry g : {ConvGeometry{4, 6, 8, 5, 3, 3, 1, 0}, ConvGeometry{1, 8, 8, 4, 3, 3, 1, 0},
+                               ConvGeometry{3, 9, 9, 5, 5, 5, 1, 2}}) {
+    const int64_t N = 2;
+    std::vector<float> x(N * g.in_channels * g.height * g.width, 1.0f), w(g.weight_size(), 1.0f),
+        dy(N * g.out_channels * g.out_height() * g.out_width(), 1.0f), dx(x.size()), dw(w.size(), 0.0f),
+        db(g.out_channels, 0.0f), col(conv_scratch_size(g, 1)), dw_scratch(conv_weight_scratch_size(g, 1));
+    try {
+      conv2d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), col.data(), dw_scratch.data(),
+                      static_cast<double*>(nullptr), g, N, 1);
+      ADD_FAILURE() << "no error for " << algorithm_name(conv_algorithm(g));
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("bias_scratch"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(dw, std::vector<float>(w.size(), 0.0f));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Geometries, ConvKernel,
