@@ -6,14 +6,16 @@
 // in the same order as the portable loops: the same bits (conv_test.cpp checks).
 //   input:        V = B^T d B, four input rows a row of tiles, columns 2j .. 2j+3
 //   output grad:  dM = A dY A^T, two rows of dy a row of tiles, columns 2j, 2j+1
-//   input grad:   dx = B dV B^T, four rows of dx a row of tiles; each row split into its even and
-//                 odd columns, the tiles' sums added lane by lane in the portable loop's order
-//                 (masked, as it adds nothing elsewhere), and merged back; rows no tile has
-//                 touched yet start from zeros in registers, not from a filled plane
+//   input grad:   dx = B dV B^T, four rows of dx a row of tiles, held as their even and odd
+//                 columns: the tiles' sums added lane by lane in the portable loop's order
+//                 (masked, as it adds nothing elsewhere), starting from zeros in registers, each
+//                 row merged and stored once complete
 //   output:       y = A^T M A (+ bias, BN's affine map, ReLU), the tiles' even and odd columns
 //                 merged into two rows of y; not with the max-pool, whose loop is already long
-// Input, output and output grad ask for the next channel's plane of the activation they read or
-// write while they work on the current one (prefetch.h): a training step 9% faster (AMD EPYC Zen 5).
+// The kernels take the tiles by value: vector stores may alias a reference's fields, and the
+// compiler reloaded tiles_h from memory after every row's stores.
+// Each asks for the next channel's plane of the activation it reads or writes while it works on
+// the current one (prefetch.h): a training step 8-9% faster (AMD EPYC Zen 5).
 #include "kernels/winograd/winograd.h"
 
 #include <algorithm>
@@ -74,7 +76,7 @@ BNLAB_AVX512 inline void store_grad_row(float* out, int64_t plane, __mmask16 til
   _mm512_mask_storeu_ps(o + 3 * plane, tiles, negate(q));
 }
 
-BNLAB_AVX512 void output_grad_rows_avx512(float* dM, const float* dy, int64_t C, const WinogradTiles& t) {
+BNLAB_AVX512 void output_grad_rows_avx512(float* dM, const float* dy, int64_t C, WinogradTiles t) {
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), W = t.out_width();
   const RowMasks m = row_masks(W, t.tiles_w);
   const int64_t plane_size = t.out_height() * W;
@@ -109,32 +111,38 @@ BNLAB_AVX512 inline void store_merged(float* row, int64_t W, const RowMasks& m, 
   if (W > 16) _mm512_mask_storeu_ps(row + 16, m.high, _mm512_permutex2var_ps(even, high, odd));
 }
 
-// Row r of a row of tiles' B dV B^T added into the dx row it covers: column 2j gets b0 of tile j,
-// then b2 of tile j-1; column 2j+1 gets b1 of tile j, then b3 of tile j-1 (the portable loop's
-// two passes). u: the tiles' (B dV)[r] for the four plane columns l.
-// A row no tile has touched yet (fresh) starts from zeros instead of its memory: 0 + b as the
-// portable loop's fill-then-add, without the fill's pass or the loads.
-BNLAB_AVX512 inline void add_grad_row(float* row, int64_t W, const RowMasks& m, __mmask16 later, const __m512* u,
-                                      bool fresh) {
+// A row of dx as its even and odd columns (lane j: columns 2j and 2j+1).
+struct RowHalves {
+  __m512 even, odd;
+};
+
+// Row r of a row of tiles' B dV B^T added to the dx row it covers, `old` its columns so far:
+// column 2j gets b0 of tile j, then b2 of tile j-1; column 2j+1 gets b1 of tile j, then b3 of tile
+// j-1 (the portable loop's two passes). u: the tiles' (B dV)[r] for the four plane columns l.
+BNLAB_AVX512 inline RowHalves add_grad_row(RowHalves old, const RowMasks& m, __mmask16 later, const __m512* u) {
   const __m512 b0 = b_row<0>(u[0], u[1], u[2], u[3]), b1 = b_row<1>(u[0], u[1], u[2], u[3]);
   const __m512 b2 = b_row<2>(u[0], u[1], u[2], u[3]), b3 = b_row<3>(u[0], u[1], u[2], u[3]);
-  const __m512 zero = _mm512_setzero_ps();
-  const Columns old = fresh ? Columns{zero, zero, zero, zero} : split_row(row, W, m.low, m.high);
   const __m512i previous_tile = _mm512_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
-  __m512 even = _mm512_mask_add_ps(old.c0, m.tiles, old.c0, b0);
-  __m512 odd = _mm512_mask_add_ps(old.c1, m.tiles, old.c1, b1);
+  __m512 even = _mm512_mask_add_ps(old.even, m.tiles, old.even, b0);
+  __m512 odd = _mm512_mask_add_ps(old.odd, m.tiles, old.odd, b1);
   even = _mm512_mask_add_ps(even, later, even, _mm512_maskz_permutexvar_ps(later, previous_tile, b2));
   odd = _mm512_mask_add_ps(odd, later, odd, _mm512_maskz_permutexvar_ps(later, previous_tile, b3));
-  store_merged(row, W, m, even, odd);
+  return {even, odd};
 }
 
-BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, const WinogradTiles& t) {
+// Tile row th covers dx rows 2th .. 2th+3; its first two are the last two of tile row th-1. Those
+// two stay in registers from one tile row to the next and are stored once complete: stored and
+// loaded back, a masked store's data did not forward to the load, which waited for it (perf: over
+// half of this kernel's samples in a training step). A row starts from zeros, 0 + b as the
+// portable loop's fill-then-add: the same bits. H = 2 tiles_h + 2: every row gets written.
+BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, WinogradTiles t) {
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
   const RowMasks m = row_masks(W, t.tiles_w);
   const __mmask16 later = static_cast<__mmask16>(m.tiles << 1);  // columns 2j+2, 2j+3 of tile j
-  // Tile row th covers rows 2th .. 2th+3: the first two were the last two of tile row th-1 (fresh
-  // only for th = 0), the last two are fresh. H = 2 tiles_h + 2: every row gets written.
+  const __m512 zero = _mm512_setzero_ps();
   for (int64_t c = 0; c < C; ++c) {
+    if (c + 1 < C) prefetch_bytes(dx + (c + 1) * H * W, H * W * static_cast<int64_t>(sizeof(float)));
+    RowHalves carried[2] = {{zero, zero}, {zero, zero}};  // rows 2th, 2th+1 so far
     for (int64_t th = 0; th < t.tiles_h; ++th) {
       const float* in = dV + c * tiles + th * t.tiles_w;
       __m512 u[4][4];  // u[r][l] = (B dV)[r] for plane column l, lane j for tile j
@@ -148,8 +156,15 @@ BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, 
         u[2][l] = b_row<2>(v0, v1, v2, v3);
         u[3][l] = b_row<3>(v0, v1, v2, v3);
       }
-      for (int r = 0; r < 4; ++r) add_grad_row(dx + (c * H + 2 * th + r) * W, W, m, later, u[r], r >= 2 || th == 0);
+      float* rows = dx + (c * H + 2 * th) * W;
+      for (int r = 0; r < 2; ++r) {
+        const RowHalves done = add_grad_row(carried[r], m, later, u[r]);
+        store_merged(rows + r * W, W, m, done.even, done.odd);
+      }
+      for (int r = 0; r < 2; ++r) carried[r] = add_grad_row({zero, zero}, m, later, u[2 + r]);
     }
+    float* last = dx + (c * H + 2 * t.tiles_h) * W;
+    for (int r = 0; r < 2; ++r) store_merged(last + r * W, W, m, carried[r].even, carried[r].odd);
   }
 }
 
@@ -167,7 +182,7 @@ BNLAB_AVX512 inline __m512 finish(__m512 v, const ChannelEpilogue& e) {
 }
 
 // Rows of tiles of y = A^T M A (+ bias) and the epilogue, as output_row in winograd/winograd_output.cpp.
-BNLAB_AVX512 void output_rows_avx512(float* y, const float* M, const float* bias, int64_t C, const WinogradTiles& t,
+BNLAB_AVX512 void output_rows_avx512(float* y, const float* M, const float* bias, int64_t C, WinogradTiles t,
                                      const ConvEpilogue<float>& epilogue) {
   const int64_t tiles = t.count(), p = winograd_plane_stride(C * tiles), W = t.out_width();
   const RowMasks m = row_masks(W, t.tiles_w);
@@ -200,7 +215,7 @@ BNLAB_AVX512 void output_rows_avx512(float* y, const float* M, const float* bias
   }
 }
 
-BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, const WinogradTiles& t) {
+BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, WinogradTiles t) {
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
   const RowMasks m = row_masks(W, t.tiles_w);
   for (int64_t c = 0; c < C; ++c) {
