@@ -63,9 +63,11 @@ BNLAB_INLINE void input_rows(T* out, int64_t plane, const T* x, int64_t W, int64
 template <typename T>
 BNLAB_INLINE void input_impl(T* V, const T* x, int64_t C, const WinogradTiles& t) {
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
+  const PlanePrefetch ahead(H * W * static_cast<int64_t>(sizeof(T)), t.tiles_h);  // prefetch.h
   for (int64_t c = 0; c < C; ++c) {
-    if (c + 1 < C) prefetch_bytes(x + (c + 1) * H * W, H * W * static_cast<int64_t>(sizeof(T)));  // prefetch.h
+    const T* next = c + 1 < C ? x + (c + 1) * H * W : nullptr;
     for (int64_t th = 0; th < t.tiles_h; ++th) {
+      if (next) ahead.part(next, th);
       const T* rows = x + (c * H + 2 * th) * W;
       T* out = V + c * tiles + th * t.tiles_w;
       input_rows<0>(out, plane, rows, W, t.tiles_w);

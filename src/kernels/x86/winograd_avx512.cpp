@@ -80,9 +80,11 @@ BNLAB_AVX512 void output_grad_rows_avx512(float* dM, const float* dy, int64_t C,
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), W = t.out_width();
   const RowMasks m = row_masks(W, t.tiles_w);
   const int64_t plane_size = t.out_height() * W;
+  const PlanePrefetch ahead(plane_size * static_cast<int64_t>(sizeof(float)), t.tiles_h);
   for (int64_t c = 0; c < C; ++c) {
-    if (c + 1 < C) prefetch_bytes(dy + (c + 1) * plane_size, plane_size * static_cast<int64_t>(sizeof(float)));
+    const float* next = c + 1 < C ? dy + (c + 1) * plane_size : nullptr;
     for (int64_t th = 0; th < t.tiles_h; ++th) {
+      if (next) ahead.part(next, th);
       const float* row0 = dy + (c * t.out_height() + 2 * th) * W;
       const Columns top = split_row(row0, W, m.low, m.high), bottom = split_row(row0 + W, W, m.low, m.high);
       float* out = dM + c * tiles + th * t.tiles_w;
@@ -140,10 +142,12 @@ BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, 
   const RowMasks m = row_masks(W, t.tiles_w);
   const __mmask16 later = static_cast<__mmask16>(m.tiles << 1);  // columns 2j+2, 2j+3 of tile j
   const __m512 zero = _mm512_setzero_ps();
+  const PlanePrefetch ahead(H * W * static_cast<int64_t>(sizeof(float)), t.tiles_h);
   for (int64_t c = 0; c < C; ++c) {
-    if (c + 1 < C) prefetch_bytes(dx + (c + 1) * H * W, H * W * static_cast<int64_t>(sizeof(float)));
+    const float* next = c + 1 < C ? dx + (c + 1) * H * W : nullptr;
     RowHalves carried[2] = {{zero, zero}, {zero, zero}};  // rows 2th, 2th+1 so far
     for (int64_t th = 0; th < t.tiles_h; ++th) {
+      if (next) ahead.part(next, th);
       const float* in = dV + c * tiles + th * t.tiles_w;
       __m512 u[4][4];  // u[r][l] = (B dV)[r] for plane column l, lane j for tile j
       for (int l = 0; l < 4; ++l) {
@@ -187,13 +191,15 @@ BNLAB_AVX512 void output_rows_avx512(float* y, const float* M, const float* bias
   const int64_t tiles = t.count(), p = winograd_plane_stride(C * tiles), W = t.out_width();
   const RowMasks m = row_masks(W, t.tiles_w);
   const int64_t plane_size = t.out_height() * W;
+  const PlanePrefetch ahead(plane_size * static_cast<int64_t>(sizeof(float)), t.tiles_h);
   for (int64_t c = 0; c < C; ++c) {
-    if (c + 1 < C) prefetch_bytes(y + (c + 1) * plane_size, plane_size * static_cast<int64_t>(sizeof(float)));
+    const float* next = c + 1 < C ? y + (c + 1) * plane_size : nullptr;
     const __m512 b = _mm512_set1_ps(bias ? bias[c] : 0.0f);
     const bool affine = epilogue.scale != nullptr;
     const ChannelEpilogue e{affine, epilogue.relu, _mm512_set1_ps(affine ? epilogue.scale[c] : 1.0f),
                      _mm512_set1_ps(affine ? epilogue.shift[c] : 0.0f)};
     for (int64_t th = 0; th < t.tiles_h; ++th) {
+      if (next) ahead.part(next, th);
       const float* in = M + c * tiles + th * t.tiles_w;
       __m512 a[4], d[4];  // per row k of the tile: m0 + m1 + m2 and m1 - m2 - m3, along the columns
       for (int k = 0; k < 4; ++k) {
@@ -218,9 +224,11 @@ BNLAB_AVX512 void output_rows_avx512(float* y, const float* M, const float* bias
 BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, WinogradTiles t) {
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
   const RowMasks m = row_masks(W, t.tiles_w);
+  const PlanePrefetch ahead(H * W * static_cast<int64_t>(sizeof(float)), t.tiles_h);
   for (int64_t c = 0; c < C; ++c) {
-    if (c + 1 < C) prefetch_bytes(x + (c + 1) * H * W, H * W * static_cast<int64_t>(sizeof(float)));
+    const float* next = c + 1 < C ? x + (c + 1) * H * W : nullptr;
     for (int64_t th = 0; th < t.tiles_h; ++th) {
+      if (next) ahead.part(next, th);
       const float* rows = x + (c * H + 2 * th) * W;
       const Columns r[4] = {split_row(rows, W, m.low, m.high), split_row(rows + W, W, m.low, m.high),
                             split_row(rows + 2 * W, W, m.low, m.high), split_row(rows + 3 * W, W, m.low, m.high)};
