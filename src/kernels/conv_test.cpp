@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -292,6 +293,7 @@ TEST(ConvKernel, BiasGradientWithoutItsScratchIsRefused) {
     std::vector<float> x(N * g.in_channels * g.height * g.width, 1.0f), w(g.weight_size(), 1.0f),
         dy(N * g.out_channels * g.out_height() * g.out_width(), 1.0f), dx(x.size()), dw(w.size(), 0.0f),
         db(g.out_channels, 0.0f), col(conv_scratch_size(g, 1)), dw_scratch(conv_weight_scratch_size(g, 1));
+    std::fill(dx.begin(), dx.end(), -7.0f);
     try {
       conv2d_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), col.data(), dw_scratch.data(),
                       static_cast<double*>(nullptr), g, N, 1);
@@ -300,6 +302,8 @@ TEST(ConvKernel, BiasGradientWithoutItsScratchIsRefused) {
       EXPECT_NE(std::string(e.what()).find("bias_scratch"), std::string::npos) << e.what();
     }
     EXPECT_EQ(dw, std::vector<float>(w.size(), 0.0f));
+    EXPECT_EQ(db, std::vector<float>(db.size(), 0.0f));
+    EXPECT_EQ(dx, std::vector<float>(dx.size(), -7.0f));
   }
 }
 

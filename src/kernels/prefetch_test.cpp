@@ -7,8 +7,9 @@
 namespace bnlab::kernels {
 namespace {
 
-// The pieces of a plane cover each of its lines once, in order, over the loop's steps, whatever
-// the plane's size against the number of steps (more lines than steps, fewer, a partial last line).
+// The pieces of a plane cover each of its 64-byte steps once, in order, over the loop's steps,
+// whatever the plane's size against the number of steps (more steps than parts, fewer, a partial
+// last step). (The last byte's line, which part() adds, has no observable effect to test.)
 TEST(PlanePrefetch, PiecesCoverEveryLineOnce) {
   for (const int64_t bytes : {1, 64, 65, 2304, 2704, 4096}) {
     for (const int64_t parts : {1, 3, 12, 26, 100}) {
