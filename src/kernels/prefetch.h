@@ -35,6 +35,11 @@ struct PlanePrefetch {
     for (int64_t i = l.begin; i < l.end; ++i) __builtin_prefetch(c + 64 * i, 0, 3);  // read, all levels
     if (l.begin < l.end && l.end == lines && bytes > 0) __builtin_prefetch(c + bytes - 1, 0, 3);
   }
+  // Part k of plane p + 1 of the `count` planes laid one after another from `planes`, while plane p
+  // is worked on; nothing after the last (no pointer is formed past the array).
+  __attribute__((always_inline)) void part_of_next(const void* planes, int64_t p, int64_t count, int64_t k) const {
+    if (p + 1 < count) part(static_cast<const char*>(planes) + (p + 1) * bytes, k);
+  }
 };
 
 // A range into L2 only, for data further ahead than L1 would keep (always inlined, as part()), its

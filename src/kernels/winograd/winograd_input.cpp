@@ -65,9 +65,8 @@ BNLAB_INLINE void input_impl(T* V, const T* x, int64_t C, const WinogradTiles& t
   const int64_t tiles = t.count(), plane = winograd_plane_stride(C * tiles), H = t.in_height(), W = t.in_width();
   const PlanePrefetch ahead(H * W * static_cast<int64_t>(sizeof(T)), t.tiles_h);  // prefetch.h
   for (int64_t c = 0; c < C; ++c) {
-    const T* next = c + 1 < C ? x + (c + 1) * H * W : nullptr;
     for (int64_t th = 0; th < t.tiles_h; ++th) {
-      if (next) ahead.part(next, th);
+      ahead.part_of_next(x, c, C, th);
       const T* rows = x + (c * H + 2 * th) * W;
       T* out = V + c * tiles + th * t.tiles_w;
       input_rows<0>(out, plane, rows, W, t.tiles_w);

@@ -60,16 +60,15 @@ BNLAB_INLINE void output_planes(T* y, const T* M, const T* bias, int64_t C, cons
   const int64_t y_plane = Pool ? tiles : t.out_height() * W;
   const PlanePrefetch ahead(y_plane * static_cast<int64_t>(sizeof(T)), Pool ? 1 : t.tiles_h);  // prefetch.h
   for (int64_t c = 0; c < C; ++c) {
-    const T* next = c + 1 < C ? y + (c + 1) * y_plane : nullptr;
     const T b = bias ? bias[c] : T(0);
     const T alpha = Affine ? e.scale[c] : T(1), beta = Affine ? e.shift[c] : T(0);
     if constexpr (Pool) {  // one maximum per tile, in tile order: all the channel's tiles in one loop
-      if (next) ahead.part(next, 0);
+      ahead.part_of_next(y, c, C, 0);
       output_row<Affine, Relu, Pool>(y + c * tiles, static_cast<T*>(nullptr), M + c * tiles, p, tiles, b, alpha, beta);
       continue;
     }
     for (int64_t th = 0; th < t.tiles_h; ++th) {
-      if (next) ahead.part(next, th);
+      ahead.part_of_next(y, c, C, th);
       T* row0 = y + (c * t.out_height() + 2 * th) * W;
       output_row<Affine, Relu, Pool>(row0, row0 + W, M + c * tiles + th * t.tiles_w, p, t.tiles_w, b, alpha, beta);
     }
@@ -125,9 +124,8 @@ BNLAB_INLINE void output_grad_impl(T* dM, const T* dy, int64_t C, const Winograd
   const int64_t dy_plane = t.out_height() * W;
   const PlanePrefetch ahead(dy_plane * static_cast<int64_t>(sizeof(T)), t.tiles_h);
   for (int64_t c = 0; c < C; ++c) {
-    const T* next = c + 1 < C ? dy + (c + 1) * dy_plane : nullptr;
     for (int64_t th = 0; th < t.tiles_h; ++th) {
-      if (next) ahead.part(next, th);
+      ahead.part_of_next(dy, c, C, th);
       const T* row0 = dy + (c * t.out_height() + 2 * th) * W;
       const T* row1 = row0 + W;
       T* out = dM + c * tiles + th * t.tiles_w;

@@ -40,7 +40,6 @@ BNLAB_AVX512 void weight_grad_lanes(float* lanes, const float* x, const float* d
   const PlanePrefetch ahead(Ho * Wo * static_cast<int64_t>(sizeof(float)), Ho);
   for (int64_t o = 0; o < g.out_channels; ++o) {
     const float* d = dy + o * Ho * Wo;
-    const float* next = o + 1 < g.out_channels ? d + Ho * Wo : nullptr;
     for (int64_t i = 0; i < g.in_channels; ++i) {
       float* lane = lanes + (o * g.in_channels + i) * kTaps * kConv3x3GradLanes;
       const float* xi = x + i * H * W;
@@ -48,7 +47,7 @@ BNLAB_AVX512 void weight_grad_lanes(float* lanes, const float* x, const float* d
 #pragma GCC unroll 18
       for (int t = 0; t < 2 * kTaps; ++t) acc[t] = _mm512_loadu_ps(lane + 16 * t);
       for (int64_t oh = 0; oh < Ho; ++oh) {
-        if (next && i == 0) ahead.part(next, oh);
+        if (i == 0) ahead.part_of_next(dy, o, g.out_channels, oh);
         // Lanes past Wo load as zero from both operands: nothing past a row is read, and those
         // lanes stay zero.
         const __m512 d0 = _mm512_maskz_loadu_ps(lo, d + oh * Wo);

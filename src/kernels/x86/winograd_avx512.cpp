@@ -83,9 +83,8 @@ BNLAB_AVX512 void output_grad_rows_avx512(float* dM, const float* dy, int64_t C,
   const int64_t plane_size = t.out_height() * W;
   const PlanePrefetch ahead(plane_size * static_cast<int64_t>(sizeof(float)), t.tiles_h);
   for (int64_t c = 0; c < C; ++c) {
-    const float* next = c + 1 < C ? dy + (c + 1) * plane_size : nullptr;
     for (int64_t th = 0; th < t.tiles_h; ++th) {
-      if (next) ahead.part(next, th);
+      ahead.part_of_next(dy, c, C, th);
       const float* row0 = dy + (c * t.out_height() + 2 * th) * W;
       const Columns top = split_row(row0, W, m.low, m.high), bottom = split_row(row0 + W, W, m.low, m.high);
       float* out = dM + c * tiles + th * t.tiles_w;
@@ -145,10 +144,9 @@ BNLAB_AVX512 void input_grad_rows_avx512(float* dx, const float* dV, int64_t C, 
   const __m512 zero = _mm512_setzero_ps();
   const PlanePrefetch ahead(H * W * static_cast<int64_t>(sizeof(float)), t.tiles_h);
   for (int64_t c = 0; c < C; ++c) {
-    const float* next = c + 1 < C ? dx + (c + 1) * H * W : nullptr;
     RowHalves carried[2] = {{zero, zero}, {zero, zero}};  // rows 2th, 2th+1 so far
     for (int64_t th = 0; th < t.tiles_h; ++th) {
-      if (next) ahead.part(next, th);
+      ahead.part_of_next(dx, c, C, th);
       const float* in = dV + c * tiles + th * t.tiles_w;
       __m512 u[4][4];  // u[r][l] = (B dV)[r] for plane column l, lane j for tile j
       for (int l = 0; l < 4; ++l) {
@@ -194,13 +192,12 @@ BNLAB_AVX512 void output_rows_avx512(float* y, const float* M, const float* bias
   const int64_t plane_size = t.out_height() * W;
   const PlanePrefetch ahead(plane_size * static_cast<int64_t>(sizeof(float)), t.tiles_h);
   for (int64_t c = 0; c < C; ++c) {
-    const float* next = c + 1 < C ? y + (c + 1) * plane_size : nullptr;
     const __m512 b = _mm512_set1_ps(bias ? bias[c] : 0.0f);
     const bool affine = epilogue.scale != nullptr;
     const ChannelEpilogue e{affine, epilogue.relu, _mm512_set1_ps(affine ? epilogue.scale[c] : 1.0f),
                      _mm512_set1_ps(affine ? epilogue.shift[c] : 0.0f)};
     for (int64_t th = 0; th < t.tiles_h; ++th) {
-      if (next) ahead.part(next, th);
+      ahead.part_of_next(y, c, C, th);
       const float* in = M + c * tiles + th * t.tiles_w;
       __m512 a[4], d[4];  // per row k of the tile: m0 + m1 + m2 and m1 - m2 - m3, along the columns
       for (int k = 0; k < 4; ++k) {
@@ -227,9 +224,8 @@ BNLAB_AVX512 void input_rows_avx512(float* V, const float* x, int64_t C, Winogra
   const RowMasks m = row_masks(W, t.tiles_w);
   const PlanePrefetch ahead(H * W * static_cast<int64_t>(sizeof(float)), t.tiles_h);
   for (int64_t c = 0; c < C; ++c) {
-    const float* next = c + 1 < C ? x + (c + 1) * H * W : nullptr;
     for (int64_t th = 0; th < t.tiles_h; ++th) {
-      if (next) ahead.part(next, th);
+      ahead.part_of_next(x, c, C, th);
       const float* rows = x + (c * H + 2 * th) * W;
       const Columns r[4] = {split_row(rows, W, m.low, m.high), split_row(rows + W, W, m.low, m.high),
                             split_row(rows + 2 * W, W, m.low, m.high), split_row(rows + 3 * W, W, m.low, m.high)};
